@@ -1,0 +1,54 @@
+"""Roles and their order: a higher role satisfies a lower requirement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """The built-in roles, lowest first."""
+
+    USER = "USER"
+    ORG_ADMIN = "ORG_ADMIN"
+    ADMIN = "ADMIN"
+
+
+class RoleHierarchy:
+    """An ordered list of role names, lowest first.
+
+    ``RoleHierarchy()`` is ``USER < ORG_ADMIN < ADMIN``; pass your own enum or names
+    for another order. Unknown names never satisfy anything.
+    """
+
+    def __init__(self, roles: Iterable[str] = Role) -> None:
+        names = [str(role) for role in roles]
+        if not names:
+            raise ValueError("a role hierarchy needs at least one role")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate role in hierarchy: {names}")
+        self.roles: tuple[str, ...] = tuple(names)
+        self.rank = {name: index for index, name in enumerate(names)}
+
+    def __contains__(self, role: object) -> bool:
+        return isinstance(role, str) and role in self.rank
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.roles)
+
+    def validate(self, role: str) -> str:
+        """Return ``role`` as a plain string, or raise ``ValueError`` if it is unknown."""
+        if role not in self.rank:
+            raise ValueError(f"unknown role {role!r}; known roles: {', '.join(self.roles)}")
+        return str(role)
+
+    def satisfies(self, role: str | None, *required: str) -> bool:
+        """True when ``role`` is at least one of ``required`` (any of them)."""
+        if role is None or role not in self.rank:
+            return False
+        have = self.rank[role]
+        return any(need in self.rank and have >= self.rank[need] for need in required)
+
+    @property
+    def highest(self) -> str:
+        return self.roles[-1]

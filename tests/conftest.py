@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import PostgresServer, RedisServer, ServerUnavailable
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a bare laptop; under CI=true a missing server or tool is a failure."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (loopback, temp dir)."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except ServerUnavailable as exc:
+        unavailable(f"PostgreSQL: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer()
+        server.start()
+    except ServerUnavailable as exc:
+        unavailable(f"Redis: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
