@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
 
@@ -33,7 +33,7 @@ class RoleHierarchy:
     def __contains__(self, role: object) -> bool:
         return isinstance(role, str) and role in self.rank
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(self.roles)
 
     def validate(self, role: str) -> str:

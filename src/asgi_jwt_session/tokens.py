@@ -2,6 +2,46 @@
 
 from __future__ import annotations
 
+import base64
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from jwcrypto import jwe
+from jwcrypto.common import JWException
+
+from asgi_jwt_session.keys import Keyring, SecretKey
+
+ALG = "dir"
+ENC = "A256GCM"
+# Header members a token of ours may carry; anything else (zip, crit, jku, jwk...) is refused.
+ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "typ", "cty"})
+DEFAULT_MAX_TOKEN_SIZE = 12 * 1024
+
+# dir + A256GCM compact form: header . (empty key) . 96-bit iv . ciphertext . 128-bit tag
+COMPACT = re.compile(
+    r"([A-Za-z0-9_-]{2,512})\.\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})"
+)
+# Last base64url character when the unused low bits must be zero (canonical spelling).
+CANONICAL_TAIL = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+
+# Types of the registered claims; anything else is left to the application.
+CLAIM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "sub": str,
+    "role": str,
+    "jti": str,
+    "ver": int,
+    "iat": int,
+    "exp": int,
+    "nbf": int,
+    "chk": int,
+    "auth_time": int,
+    "data": dict,
+}
+
 
 class InvalidToken(ValueError):
     """A token that must be treated as no session. The message says why."""
@@ -13,3 +53,147 @@ class ExpiredToken(InvalidToken):
 
 class UnknownKey(InvalidToken):
     """The token names a key (``kid``) that this keyring does not hold."""
+
+
+def is_canonical_b64url(part: str) -> bool:
+    """True when ``part`` is the one canonical unpadded base64url spelling of its bytes."""
+    remainder = len(part) % 4
+    if remainder == 1:
+        return False
+    return remainder == 0 or part[-1] in CANONICAL_TAIL[remainder]
+
+
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def check_claims(claims: Any, now: int, leeway: int) -> dict[str, Any]:
+    """Check claim types and the time window; return the claims or raise InvalidToken."""
+    if type(claims) is not dict:
+        raise InvalidToken("token payload is not a JSON object")
+    for name, expected in CLAIM_TYPES.items():
+        value = claims.get(name)
+        if value is not None and (type(value) is bool or not isinstance(value, expected)):
+            raise InvalidToken(f"claim {name!r} has the wrong type")
+    exp = claims.get("exp")
+    if exp is None:
+        raise InvalidToken("token has no 'exp' claim")
+    if now > exp + leeway:
+        raise ExpiredToken("token has expired")
+    nbf = claims.get("nbf")
+    if nbf is not None and now + leeway < nbf:
+        raise InvalidToken("token is not valid yet ('nbf' in the future)")
+    iat = claims.get("iat")
+    if iat is not None and now + leeway < iat:
+        raise InvalidToken("token was issued in the future ('iat')")
+    if "sub" in claims and "role" not in claims:
+        raise InvalidToken("token names a user but no role")
+    return claims
+
+
+class TokenCodec:
+    """Encrypts claims into compact JWE (``dir`` + ``A256GCM``) and decrypts them back.
+
+    ``decode`` refuses anything outside the allow-list before any decryption work,
+    checks ``exp``/``nbf``/``iat`` with ``leeway`` seconds, and keeps an LRU cache of
+    decrypted tokens (``cache_size`` entries, 0 turns it off). The cache holds the
+    plaintext only: every hit is parsed afresh and its times checked again, so callers
+    get their own objects and an expired token never comes back from the cache.
+    """
+
+    def __init__(
+        self,
+        secret_key: SecretKey,
+        *,
+        leeway: int = 10,
+        cache_size: int = 4096,
+        max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
+    ) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        if leeway < 0:
+            raise ValueError("leeway must be >= 0")
+        self.keyring = Keyring.coerce(secret_key)
+        self.leeway = leeway
+        self.cache_size = cache_size
+        self.max_token_size = max_token_size
+        self.cache: OrderedDict[str, bytes] = OrderedDict()
+        self.local = threading.local()
+        header = {"alg": ALG, "enc": ENC, "kid": self.keyring.current_kid}
+        self.current_header = orjson.dumps(header).decode()
+        self.current_prefix = jwe.base64url_encode(self.current_header) + "."
+
+    def encode(self, claims: dict[str, Any]) -> str:
+        """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
+        plaintext = orjson.dumps(claims)
+        token = jwe.JWE(plaintext, protected=self.current_header)
+        token.add_recipient(self.keyring.current)
+        compact: str = token.serialize(compact=True)
+        return compact
+
+    def decode(self, token: str, *, now: int | None = None) -> dict[str, Any]:
+        """Decrypt and check ``token``; return a fresh claims dict or raise ``InvalidToken``."""
+        if now is None:
+            now = int(time.time())
+        plaintext = self.cache.get(token) if self.cache_size else None
+        if plaintext is None:
+            plaintext = self.decrypt(token)
+            if self.cache_size:
+                self.cache[token] = plaintext
+                if len(self.cache) > self.cache_size:
+                    try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
+                        self.cache.popitem(last=False)
+                    except KeyError:  # emptied by another thread meanwhile
+                        pass
+        else:
+            try:  # noqa: SIM105
+                self.cache.move_to_end(token)
+            except KeyError:
+                pass
+        try:
+            claims = orjson.loads(plaintext)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidToken("token payload is not JSON") from exc
+        return check_claims(claims, now, self.leeway)
+
+    def is_current(self, token: str) -> bool:
+        """True when ``token`` was encrypted with the newest key (no re-issue needed)."""
+        return token.startswith(self.current_prefix)
+
+    def decrypt(self, token: str) -> bytes:
+        """Check the token's shape and header, then let jwcrypto decrypt it."""
+        if not isinstance(token, str) or len(token) > self.max_token_size:
+            raise InvalidToken("token is too large or not text")
+        match = COMPACT.fullmatch(token)
+        if match is None:
+            raise InvalidToken("token is not a dir/A256GCM compact JWE")
+        if not all(is_canonical_b64url(part) for part in match.groups()):
+            raise InvalidToken("token is not canonical base64url")
+        try:
+            header = orjson.loads(b64url_decode(match.group(1)))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise InvalidToken("token header is not JSON") from exc
+        if type(header) is not dict or not header.keys() <= ALLOWED_HEADER:
+            raise InvalidToken("token header has members outside the allow-list")
+        if header.get("alg") != ALG or header.get("enc") != ENC:
+            raise InvalidToken("token algorithm is not dir/A256GCM")
+        kid = header.get("kid")
+        key = self.keyring.by_kid.get(kid) if type(kid) is str else None
+        if key is None:
+            raise UnknownKey("token was encrypted with a key this keyring does not hold")
+        # One prepared JWE object per thread: building one deep-copies jwcrypto's header
+        # registry (most of a naive decrypt's cost). deserialize() resets every piece of
+        # per-token state (objects, plaintext, cek, decryptlog) before it reads the token.
+        reader: jwe.JWE | None = getattr(self.local, "reader", None)
+        if reader is None:
+            reader = self.local.reader = jwe.JWE(algs=[ALG, ENC])
+        try:
+            reader.deserialize(token, key=key)
+            plaintext: bytes = reader.plaintext
+        except (JWException, ValueError, TypeError) as exc:
+            raise InvalidToken("token failed to decrypt") from exc
+        finally:
+            reader.plaintext = None
+            reader.cek = None
+            reader.objects = {}
+        return plaintext

@@ -1,0 +1,29 @@
+"""Encrypted JWT cookie sessions for Starlette, FastAPI and any ASGI app."""
+
+from asgi_jwt_session.config import SessionConfig
+from asgi_jwt_session.cookies import SessionTooLarge
+from asgi_jwt_session.keys import Keyring
+from asgi_jwt_session.middleware import JWTSessionMiddleware
+from asgi_jwt_session.roles import Role, RoleHierarchy
+from asgi_jwt_session.session import Session, SessionUser, auth, login, logout
+from asgi_jwt_session.tokens import ExpiredToken, InvalidToken, TokenCodec, UnknownKey
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExpiredToken",
+    "InvalidToken",
+    "JWTSessionMiddleware",
+    "Keyring",
+    "Role",
+    "RoleHierarchy",
+    "Session",
+    "SessionConfig",
+    "SessionTooLarge",
+    "SessionUser",
+    "TokenCodec",
+    "UnknownKey",
+    "auth",
+    "login",
+    "logout",
+]

@@ -1,0 +1,63 @@
+"""``SessionConfig``: every option of the middleware with its default, checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from asgi_jwt_session.cookies import check_attribute
+
+DAY = 24 * 60 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Options of :class:`JWTSessionMiddleware` (the same keyword names it takes).
+
+    - ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``,
+      ``domain``, ``partitioned``: as in Starlette's ``SessionMiddleware``, except that
+      ``max_age`` defaults to 30 days and ``https_only=None`` sets ``Secure`` exactly
+      when the request came over https.
+    - ``update_age``: re-issue the cookie (sliding expiry) once it is this old.
+    - ``max_lifetime``: absolute cap from sign-in (``auth_time``); sliding stops there.
+    - ``leeway``: clock tolerance for ``exp``/``nbf``/``iat``, seconds.
+    - ``cache_size``: decoded-token LRU entries; 0 turns the cache off.
+    - ``max_cookie_size``: total budget for the token over all chunks, bytes.
+    - ``login_url``: where guards send a browser that is not signed in.
+    """
+
+    session_cookie: str = "session"
+    max_age: int | None = 30 * DAY
+    path: str = "/"
+    same_site: Literal["lax", "strict", "none"] = "lax"
+    https_only: bool | None = None
+    domain: str | None = None
+    partitioned: bool = False
+    update_age: int = DAY
+    max_lifetime: int = 90 * DAY
+    leeway: int = 10
+    cache_size: int = 4096
+    max_cookie_size: int = 12 * 1024
+    login_url: str = "/login"
+
+    def __post_init__(self) -> None:
+        check_attribute("path", self.path)
+        check_attribute("domain", self.domain)
+        if not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/', not {self.path!r}")
+        if self.max_age is not None and self.max_age <= 0:
+            raise ValueError("max_age must be positive, or None for a browser-session cookie")
+        if self.update_age < 0:
+            raise ValueError("update_age must be >= 0")
+        if self.max_lifetime <= 0:
+            raise ValueError("max_lifetime must be positive")
+        if self.same_site == "none" and self.https_only is False:
+            raise ValueError("same_site='none' needs Secure cookies: do not set https_only=False")
+        if not self.login_url.startswith("/") or self.login_url.startswith("//"):
+            raise ValueError("login_url must be a path on this site, like '/login'")
+
+    @property
+    def token_lifetime(self) -> int:
+        """How long a token is valid after it is issued (``max_lifetime`` for a
+        browser-session cookie, which has no ``Max-Age`` of its own)."""
+        return self.max_lifetime if self.max_age is None else self.max_age

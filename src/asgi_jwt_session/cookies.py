@@ -1,0 +1,128 @@
+"""The session cookie on the wire: reading (and joining chunks), writing, expiring."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal
+
+MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
+DELETED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+TOKEN_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
+
+
+class SessionTooLarge(ValueError):
+    """The encoded session would not fit in the cookie budget."""
+
+
+def check_attribute(name: str, value: str | None) -> None:
+    """Refuse a cookie attribute value that could break out of its attribute."""
+    if value is not None and (not value or BAD_ATTRIBUTE.search(value)):
+        raise ValueError(f"invalid cookie {name} {value!r}: no ';', ',', spaces or controls")
+
+
+def is_chunk_name(cookie_name: str, prefix: str) -> bool:
+    index = cookie_name[len(prefix):]
+    return cookie_name.startswith(prefix) and index.isascii() and index.isdigit()
+
+
+def read_session_cookie(
+    headers: Iterable[tuple[bytes, bytes]], name: str
+) -> tuple[str | None, list[str]]:
+    """Find the session cookie in the raw request headers.
+
+    Returns the token (chunks ``name.0``, ``name.1``... joined in order) and the names of
+    every session cookie the request carried, so that all of them can be expired. A
+    broken set of chunks (one missing) gives no token. The first of duplicate names wins,
+    as browsers send the most specific cookie first.
+    """
+    found: dict[str, str] = {}
+    prefix = name + "."
+    for key, raw in headers:
+        if key != b"cookie":
+            continue
+        for pair in raw.decode("latin-1").split(";"):
+            cookie_name, sep, value = pair.partition("=")
+            cookie_name = cookie_name.strip()
+            if sep and (cookie_name == name or is_chunk_name(cookie_name, prefix)):
+                found.setdefault(cookie_name, value.strip())
+    if not found:
+        return None, []
+    names = list(found)
+    if name in found:
+        return found[name] or None, names
+    parts = []
+    for index in range(len(found)):
+        part = found.get(f"{prefix}{index}")
+        if part is None:
+            return None, names
+        parts.append(part)
+    return "".join(parts), names
+
+
+class CookieWriter:
+    """Builds the Set-Cookie lines for one cookie name and one set of attributes."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_age: int | None,
+        path: str,
+        domain: str | None,
+        same_site: Literal["lax", "strict", "none"],
+        partitioned: bool = False,
+        max_size: int = 12 * 1024,
+    ) -> None:
+        if not TOKEN_NAME.fullmatch(name):
+            raise ValueError(f"invalid cookie name {name!r}")
+        check_attribute("path", path)
+        check_attribute("domain", domain)
+        if same_site not in ("lax", "strict", "none"):
+            raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {same_site!r}")
+        self.name = name
+        self.max_size = max_size
+        flags = f"Path={path}"
+        if domain is not None:
+            flags += f"; Domain={domain}"
+        flags += f"; HttpOnly; SameSite={same_site.capitalize()}"
+        if partitioned:
+            flags += "; Partitioned"
+        self.flags = flags
+        self.max_age = f"; Max-Age={max_age}" if max_age is not None else ""
+
+    def attributes(self, secure: bool) -> str:
+        return self.flags + "; Secure" if secure else self.flags
+
+    def set(self, token: str, *, secure: bool, carried: Iterable[str] = ()) -> list[str]:
+        """Set-Cookie lines that store ``token``, chunked when one line would pass 4096
+        bytes, plus deletions for chunks the request carried that are no longer used."""
+        if len(token) > self.max_size:
+            raise SessionTooLarge(
+                f"session cookie would be {len(token)} bytes, over the budget of "
+                f"{self.max_size}: keep less in the session"
+            )
+        attributes = self.attributes(secure) + self.max_age
+        single = f"{self.name}={token}; {attributes}"
+        if len(single) <= MAX_SET_COOKIE:
+            lines, names = [single], {self.name}
+        else:
+            lines, names = [], set()
+            start = 0
+            while start < len(token):
+                chunk_name = f"{self.name}.{len(lines)}"
+                room = MAX_SET_COOKIE - len(f"{chunk_name}=; {attributes}")
+                lines.append(f"{chunk_name}={token[start:start + room]}; {attributes}")
+                names.add(chunk_name)
+                start += room
+        lines.extend(self.delete(name, secure=secure) for name in carried if name not in names)
+        return lines
+
+    def delete(self, name: str, *, secure: bool) -> str:
+        """A Set-Cookie line that expires cookie ``name`` now."""
+        return f"{name}=; {self.attributes(secure)}; {DELETED}"
+
+    def delete_all(self, carried: Iterable[str], *, secure: bool) -> list[str]:
+        return [self.delete(name, secure=secure) for name in carried]

@@ -1,0 +1,123 @@
+"""Keys: secrets or JWKs to A256GCM content keys with short ``kid``s."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeAlias
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwcrypto import jwk
+
+# Fixed label: the derived key depends on the secret only, never on the cookie name.
+HKDF_INFO = b"asgi-jwt-session v1 A256GCM content key"
+KEY_BYTES = 32
+MIN_SECRET_BYTES = 32
+
+KeyMaterial: TypeAlias = "str | bytes | jwk.JWK | Mapping[str, Any]"
+SecretKey: TypeAlias = "KeyMaterial | Iterable[KeyMaterial] | Keyring"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def generate_secret() -> str:
+    """A new random secret (256 bits, URL-safe text) for ``secret_key``."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def derive_key(secret: str | bytes) -> bytes:
+    """Stretch a secret into a 256-bit key with HKDF-SHA256 under a fixed label."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(raw) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"secret_key is too short ({len(raw)} bytes); use at least {MIN_SECRET_BYTES} "
+            "random bytes, e.g. `asgi-jwt-session keygen`"
+        )
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=HKDF_INFO)
+    return hkdf.derive(raw)
+
+
+def key_id(key: bytes) -> str:
+    """A short, stable id for a key: 8 characters of its SHA-256."""
+    return _b64(hashlib.sha256(b"kid:" + key).digest())[:8]
+
+
+def _to_jwk(material: KeyMaterial) -> jwk.JWK:
+    if isinstance(material, (str, bytes)):
+        key = derive_key(material)
+        return jwk.JWK(kty="oct", k=_b64(key), kid=key_id(key), alg="dir", use="enc")
+    source = material if isinstance(material, jwk.JWK) else jwk.JWK(**dict(material))
+    exported = source.export(as_dict=True)
+    if exported.get("kty") != "oct":
+        raise ValueError("only symmetric ('oct') JWKs can encrypt session cookies")
+    raw = base64.urlsafe_b64decode(exported["k"] + "=" * (-len(exported["k"]) % 4))
+    if len(raw) != KEY_BYTES:
+        raise ValueError(f"an 'oct' JWK for A256GCM must hold {KEY_BYTES} bytes, not {len(raw)}")
+    kid = exported.get("kid") or key_id(raw)
+    return jwk.JWK(kty="oct", k=exported["k"], kid=kid, alg="dir", use="enc")
+
+
+class Keyring:
+    """The keys that protect session cookies, newest first.
+
+    The first key encrypts; every key decrypts. Rotate by putting a new secret in
+    front and keeping the old ones until their cookies have expired.
+    """
+
+    def __init__(self, keys: KeyMaterial | Iterable[KeyMaterial]) -> None:
+        if isinstance(keys, (str, bytes, jwk.JWK, Mapping)):
+            items: list[KeyMaterial] = [keys]
+        else:
+            items = list(keys)
+        if not items:
+            raise ValueError("a Keyring needs at least one secret or key")
+        self.keys: tuple[jwk.JWK, ...] = tuple(_to_jwk(item) for item in items)
+        self.by_kid: dict[str, jwk.JWK] = {}
+        for key in self.keys:
+            kid = key["kid"]
+            if kid in self.by_kid:
+                raise ValueError(f"two keys share the kid {kid!r} (the same secret twice?)")
+            self.by_kid[kid] = key
+
+    @classmethod
+    def coerce(cls, secret_key: SecretKey) -> Keyring:
+        """Accept what ``secret_key`` may be: a secret, a JWK, a list of them, a Keyring."""
+        if isinstance(secret_key, Keyring):
+            return secret_key
+        if secret_key is None:
+            raise TypeError("secret_key is required")
+        if hasattr(secret_key, "get_secret_value"):  # pydantic SecretStr
+            secret_key = secret_key.get_secret_value()
+        elif type(secret_key).__name__ == "Secret":  # starlette.datastructures.Secret
+            secret_key = str(secret_key)
+        return cls(secret_key)
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        """A keyring holding one fresh random key."""
+        return cls(generate_secret())
+
+    @property
+    def current(self) -> jwk.JWK:
+        """The key that encrypts new cookies."""
+        return self.keys[0]
+
+    @property
+    def current_kid(self) -> str:
+        kid: str = self.keys[0]["kid"]
+        return kid
+
+    def to_jwks(self) -> dict[str, Any]:
+        """The keys as a JWK Set (RFC 7517), so another JOSE library can read the cookies.
+
+        This holds secret key material: treat it like the secrets themselves.
+        """
+        return {"keys": [key.export(private_key=True, as_dict=True) for key in self.keys]}
+
+    def __repr__(self) -> str:
+        return f"Keyring(kids={list(self.by_kid)!r})"

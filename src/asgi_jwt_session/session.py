@@ -1,0 +1,240 @@
+"""The session object: a change-tracking dict plus the signed-in user."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+# Claims with a meaning of their own; everything else a token carries is a user claim.
+RESERVED_CLAIMS = frozenset(
+    {"sub", "role", "ver", "iat", "exp", "nbf", "jti", "chk", "auth_time", "data"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    """Who is signed in: ``id``, ``role`` and any extra claims given at login."""
+
+    id: str
+    role: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.claims[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.claims.get(name, default)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Session(dict[str, Any]):
+    """``request.session``: a dict that records changes, and the signed-in user apart.
+
+    Behaves like Starlette's session (``accessed``/``modified``, ``mark_accessed()``),
+    so it is a drop-in. ``user`` is the signed-in :class:`SessionUser` or ``None``;
+    ``expires`` is when the current cookie stops being valid (``None`` before one is
+    issued). Change the user only through :func:`login` and :func:`logout`.
+    """
+
+    accessed: bool = False
+    modified: bool = False
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        user: SessionUser | None = None,
+        jti: str | None = None,
+        version: int | None = None,
+        issued_at: int | None = None,
+        expires_at: int | None = None,
+        checked_at: int | None = None,
+        auth_time: int | None = None,
+    ) -> None:
+        super().__init__(data or ())
+        self.user = user
+        self.jti = jti
+        self.version = version
+        self.issued_at = issued_at
+        self.expires_at = expires_at
+        self.checked_at = checked_at
+        self.auth_time = auth_time
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Session:
+        """Build a session from checked token claims."""
+        user = None
+        sub = claims.get("sub")
+        if sub is not None:
+            extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
+            user = SessionUser(id=sub, role=claims["role"], claims=extra)
+        return cls(
+            claims.get("data"),
+            user=user,
+            jti=claims.get("jti"),
+            version=claims.get("ver"),
+            issued_at=claims.get("iat"),
+            expires_at=claims.get("exp"),
+            checked_at=claims.get("chk"),
+            auth_time=claims.get("auth_time", claims.get("iat")),
+        )
+
+    def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
+        """The claims for a new token of this session, issued at ``now``."""
+        claims: dict[str, Any] = {}
+        if self.user is not None:
+            claims.update(self.user.claims)
+            claims["sub"] = self.user.id
+            claims["role"] = self.user.role
+            if self.version is not None:
+                claims["ver"] = self.version
+            if self.checked_at is not None:
+                claims["chk"] = self.checked_at
+        if self.jti is None:
+            self.jti = new_session_id()
+        claims["jti"] = self.jti
+        claims["iat"] = now
+        claims["exp"] = expires_at
+        claims["auth_time"] = self.auth_time if self.auth_time is not None else now
+        if self:
+            claims["data"] = dict(self)
+        return claims
+
+    @property
+    def is_empty(self) -> bool:
+        """No data and nobody signed in: nothing worth a cookie."""
+        return self.user is None and not self
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the current cookie expires (UTC), or ``None`` before one is issued."""
+        if self.expires_at is None:
+            return None
+        return datetime.fromtimestamp(self.expires_at, UTC)
+
+    def mark_accessed(self) -> None:
+        self.accessed = True
+
+    def mark_modified(self) -> None:
+        self.accessed = True
+        self.modified = True
+
+    def login(self, user_id: str, role: str, *, version: int | None = None,
+              **claims: Any) -> None:
+        """Sign ``user_id`` in with a new session id (no fixation).
+
+        Data collected before sign-in stays, unless another user was signed in.
+        """
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user_id must be a non-empty string")
+        if not isinstance(role, str) or not role:
+            raise ValueError("role must be a non-empty string")
+        reserved = RESERVED_CLAIMS.intersection(claims)
+        if reserved:
+            raise ValueError(f"reserved claim names cannot be set at login: {sorted(reserved)}")
+        if self.user is not None and self.user.id != user_id:
+            super().clear()
+        now = int(time.time())
+        self.user = SessionUser(id=str(user_id), role=str(role), claims=claims)
+        self.jti = new_session_id()
+        self.version = version
+        self.auth_time = now
+        self.checked_at = now
+        self.issued_at = None
+        self.mark_modified()
+
+    def logout(self) -> None:
+        """Forget the user and every piece of data; the cookie is expired."""
+        self.user = None
+        self.jti = None
+        self.version = None
+        self.checked_at = None
+        self.auth_time = None
+        self.clear()
+
+    def set_role(self, role: str, *, version: int | None = None, checked_at: int | None = None
+                 ) -> None:
+        """Replace the signed-in user's role (after the server re-read it)."""
+        if self.user is None:
+            raise ValueError("nobody is signed in")
+        self.user = SessionUser(id=self.user.id, role=str(role), claims=self.user.claims)
+        if version is not None:
+            self.version = version
+        self.checked_at = checked_at if checked_at is not None else int(time.time())
+        self.mark_modified()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.mark_modified()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.mark_modified()
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.mark_modified()
+        super().clear()
+
+    def pop(self, key: str, *args: Any) -> Any:
+        if key in self:
+            self.mark_modified()
+        return super().pop(key, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self.mark_modified()
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self.mark_modified()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.mark_modified()
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
+        self.mark_modified()
+        return super().__ior__(other)
+
+    def __repr__(self) -> str:
+        return f"Session({dict.__repr__(self)}, user={self.user!r})"
+
+
+def get_session(conn: HTTPConnection | Scope) -> Session:
+    """The :class:`Session` of a request, websocket or raw ASGI scope."""
+    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        raise RuntimeError("JWTSessionMiddleware must be installed to use sessions")
+    return session
+
+
+def auth(conn: HTTPConnection | Scope) -> Session | None:
+    """The session when a user is signed in, else ``None``."""
+    session = get_session(conn)
+    return session if session.user is not None else None
+
+
+def login(conn: HTTPConnection | Scope, user_id: str, role: str, *,
+          version: int | None = None, **claims: Any) -> Session:
+    """Sign ``user_id`` in with ``role`` (and extra claims); a new session id is issued."""
+    session = get_session(conn)
+    session.login(user_id, role, version=version, **claims)
+    return session
+
+
+def logout(conn: HTTPConnection | Scope) -> None:
+    """Sign out: the session is emptied and its cookie expired."""
+    get_session(conn).logout()
