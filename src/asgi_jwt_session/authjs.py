@@ -248,7 +248,9 @@ class AuthJSCodec:
         if not isinstance(header, dict):
             raise InvalidToken("Auth.js token header is not a JSON object")
         if header.get("alg") != "dir":
-            raise InvalidToken(f"Auth.js token alg {header.get('alg')!r} is not allowed (only 'dir')")
+            raise InvalidToken(
+                f"Auth.js token alg {header.get('alg')!r} is not allowed (only 'dir')"
+            )
         if header.get("enc") not in KEY_LENGTHS:
             raise InvalidToken(
                 f"Auth.js token enc {header.get('enc')!r} is not allowed "
