@@ -35,8 +35,8 @@ def read_session_cookie(
 
     Returns the token (chunks ``name.0``, ``name.1``... joined in order) and the names of
     every session cookie the request carried, so that all of them can be expired. A
-    broken set of chunks (one missing) gives no token. The first of duplicate names wins,
-    as browsers send the most specific cookie first.
+    broken set of chunks (one missing) gives no token. As in Starlette's cookie parser,
+    the last of duplicate names wins.
     """
     found: dict[str, str] = {}
     prefix = name + "."
@@ -47,7 +47,7 @@ def read_session_cookie(
             cookie_name, sep, value = pair.partition("=")
             cookie_name = cookie_name.strip()
             if sep and (cookie_name == name or is_chunk_name(cookie_name, prefix)):
-                found.setdefault(cookie_name, value.strip())
+                found[cookie_name] = value.strip()
     if not found:
         return None, []
     names = list(found)

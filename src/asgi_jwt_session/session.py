@@ -106,14 +106,18 @@ class Session(dict[str, Any]):
         claims["iat"] = now
         claims["exp"] = expires_at
         claims["auth_time"] = self.auth_time if self.auth_time is not None else now
-        if self:
+        if len(self):
             claims["data"] = dict(self)
         return claims
+
+    def __bool__(self) -> bool:
+        # A signed-in session is truthy even with no data, so `if auth(request):` works.
+        return self.user is not None or len(self) > 0
 
     @property
     def is_empty(self) -> bool:
         """No data and nobody signed in: nothing worth a cookie."""
-        return self.user is None and not self
+        return not self
 
     @property
     def expires(self) -> datetime | None:
