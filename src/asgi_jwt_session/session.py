@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
+
+from asgi_jwt_session.tokens import Decoded
 
 # Claims with a meaning of their own; everything else a token carries is a user claim.
 RESERVED_CLAIMS = frozenset(
@@ -73,13 +76,18 @@ class Session(dict[str, Any]):
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Session:
         """Build a session from checked token claims."""
-        user = None
-        sub = claims.get("sub")
-        if sub is not None:
+        return cls.from_decoded(Decoded(dict(claims)))
+
+    @classmethod
+    def from_decoded(cls, decoded: Decoded) -> Session:
+        """Build a session from a decoded token (as the codec's cache keeps it)."""
+        claims = decoded.claims
+        user = decoded.memo
+        if user is None and "sub" in claims:
             extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-            user = SessionUser(id=sub, role=claims["role"], claims=extra)
+            user = decoded.memo = SessionUser(id=claims["sub"], role=claims["role"], claims=extra)
         return cls(
-            claims.get("data"),
+            orjson.loads(decoded.data) if decoded.data is not None else None,
             user=user,
             jti=claims.get("jti"),
             version=claims.get("ver"),

@@ -67,28 +67,55 @@ def b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def check_claims(claims: Any, now: int, leeway: int) -> dict[str, Any]:
-    """Check claim types and the time window; return the claims or raise InvalidToken."""
+def check_types(claims: Any) -> dict[str, Any]:
+    """Check the registered claims' types; return the claims or raise InvalidToken."""
     if type(claims) is not dict:
         raise InvalidToken("token payload is not a JSON object")
     for name, expected in CLAIM_TYPES.items():
         value = claims.get(name)
         if value is not None and (type(value) is bool or not isinstance(value, expected)):
             raise InvalidToken(f"claim {name!r} has the wrong type")
-    exp = claims.get("exp")
-    if exp is None:
+    if claims.get("exp") is None:
         raise InvalidToken("token has no 'exp' claim")
-    if now > exp + leeway:
-        raise ExpiredToken("token has expired")
-    nbf = claims.get("nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise InvalidToken("token is not valid yet ('nbf' in the future)")
-    iat = claims.get("iat")
-    if iat is not None and now + leeway < iat:
-        raise InvalidToken("token was issued in the future ('iat')")
     if "sub" in claims and "role" not in claims:
         raise InvalidToken("token names a user but no role")
     return claims
+
+
+class Decoded:
+    """A decrypted, type-checked token as the cache keeps it.
+
+    ``claims`` holds every claim but ``data`` and must not be changed; ``data`` is the
+    free-form session dict still as JSON, so each request parses its own copy and no
+    request can change what the next one reads. ``memo`` is for the session layer to
+    keep what it derives from the claims (it is immutable there).
+    """
+
+    __slots__ = ("claims", "data", "exp", "iat", "memo", "nbf")
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        data = claims.pop("data", None)
+        self.data = orjson.dumps(data) if data else None
+        self.claims = claims
+        self.exp: int = claims["exp"]
+        self.iat: int | None = claims.get("iat")
+        self.nbf: int | None = claims.get("nbf")
+        self.memo: Any = None
+
+    def check_times(self, now: int, leeway: int) -> None:
+        if now > self.exp + leeway:
+            raise ExpiredToken("token has expired")
+        if self.nbf is not None and now + leeway < self.nbf:
+            raise InvalidToken("token is not valid yet ('nbf' in the future)")
+        if self.iat is not None and now + leeway < self.iat:
+            raise InvalidToken("token was issued in the future ('iat')")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh dict of all the claims, ``data`` included."""
+        claims = dict(self.claims)
+        if self.data is not None:
+            claims["data"] = orjson.loads(self.data)
+        return claims
 
 
 class TokenCodec:
@@ -96,9 +123,8 @@ class TokenCodec:
 
     ``decode`` refuses anything outside the allow-list before any decryption work,
     checks ``exp``/``nbf``/``iat`` with ``leeway`` seconds, and keeps an LRU cache of
-    decrypted tokens (``cache_size`` entries, 0 turns it off). The cache holds the
-    plaintext only: every hit is parsed afresh and its times checked again, so callers
-    get their own objects and an expired token never comes back from the cache.
+    decrypted tokens (``cache_size`` entries, 0 turns it off). Times are checked on
+    every hit, so an expired token never comes back from the cache.
     """
 
     def __init__(
@@ -117,10 +143,16 @@ class TokenCodec:
         self.leeway = leeway
         self.cache_size = cache_size
         self.max_token_size = max_token_size
-        self.cache: OrderedDict[str, bytes] = OrderedDict()
+        self.cache: OrderedDict[str, Decoded] = OrderedDict()
         self.local = threading.local()
-        header = {"alg": ALG, "enc": ENC, "kid": self.keyring.current_kid}
-        self.current_header = orjson.dumps(header).decode()
+        # The exact header segment this codec writes for each key: a token carrying one
+        # of them needs no header parsing. The first one is the current key's.
+        self.headers: dict[str, Any] = {}
+        for key in self.keyring.keys:
+            header = orjson.dumps({"alg": ALG, "enc": ENC, "kid": key["kid"]}).decode()
+            self.headers[jwe.base64url_encode(header)] = key
+        self.current_header = orjson.dumps(
+            {"alg": ALG, "enc": ENC, "kid": self.keyring.current_kid}).decode()
         self.current_prefix = jwe.base64url_encode(self.current_header) + "."
 
     def encode(self, claims: dict[str, Any]) -> str:
@@ -133,13 +165,18 @@ class TokenCodec:
 
     def decode(self, token: str, *, now: int | None = None) -> dict[str, Any]:
         """Decrypt and check ``token``; return a fresh claims dict or raise ``InvalidToken``."""
-        if now is None:
-            now = int(time.time())
-        plaintext = self.cache.get(token) if self.cache_size else None
-        if plaintext is None:
-            plaintext = self.decrypt(token)
+        return self.decode_cached(token, int(time.time()) if now is None else now).to_dict()
+
+    def decode_cached(self, token: str, now: int) -> Decoded:
+        """Like :meth:`decode`, but returns the cache's own :class:`Decoded` entry."""
+        decoded = self.cache.get(token) if self.cache_size else None
+        if decoded is None:
+            try:
+                decoded = Decoded(check_types(orjson.loads(self.decrypt(token))))
+            except orjson.JSONDecodeError as exc:
+                raise InvalidToken("token payload is not JSON") from exc
             if self.cache_size:
-                self.cache[token] = plaintext
+                self.cache[token] = decoded
                 if len(self.cache) > self.cache_size:
                     try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
                         self.cache.popitem(last=False)
@@ -150,11 +187,8 @@ class TokenCodec:
                 self.cache.move_to_end(token)
             except KeyError:
                 pass
-        try:
-            claims = orjson.loads(plaintext)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidToken("token payload is not JSON") from exc
-        return check_claims(claims, now, self.leeway)
+        decoded.check_times(now, self.leeway)
+        return decoded
 
     def is_current(self, token: str) -> bool:
         """True when ``token`` was encrypted with the newest key (no re-issue needed)."""
@@ -169,18 +203,7 @@ class TokenCodec:
             raise InvalidToken("token is not a dir/A256GCM compact JWE")
         if not all(is_canonical_b64url(part) for part in match.groups()):
             raise InvalidToken("token is not canonical base64url")
-        try:
-            header = orjson.loads(b64url_decode(match.group(1)))
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            raise InvalidToken("token header is not JSON") from exc
-        if type(header) is not dict or not header.keys() <= ALLOWED_HEADER:
-            raise InvalidToken("token header has members outside the allow-list")
-        if header.get("alg") != ALG or header.get("enc") != ENC:
-            raise InvalidToken("token algorithm is not dir/A256GCM")
-        kid = header.get("kid")
-        key = self.keyring.by_kid.get(kid) if type(kid) is str else None
-        if key is None:
-            raise UnknownKey("token was encrypted with a key this keyring does not hold")
+        key = self.headers.get(match.group(1)) or self.key_for_header(match.group(1))
         # One prepared JWE object per thread: building one deep-copies jwcrypto's header
         # registry (most of a naive decrypt's cost). deserialize() resets every piece of
         # per-token state (objects, plaintext, cek, decryptlog) before it reads the token.
@@ -197,3 +220,19 @@ class TokenCodec:
             reader.cek = None
             reader.objects = {}
         return plaintext
+
+    def key_for_header(self, segment: str) -> Any:
+        """Parse a header written by another encoder; return its key or raise."""
+        try:
+            header = orjson.loads(b64url_decode(segment))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise InvalidToken("token header is not JSON") from exc
+        if type(header) is not dict or not header.keys() <= ALLOWED_HEADER:
+            raise InvalidToken("token header has members outside the allow-list")
+        if header.get("alg") != ALG or header.get("enc") != ENC:
+            raise InvalidToken("token algorithm is not dir/A256GCM")
+        kid = header.get("kid")
+        key = self.keyring.by_kid.get(kid) if type(kid) is str else None
+        if key is None:
+            raise UnknownKey("token was encrypted with a key this keyring does not hold")
+        return key
