@@ -43,6 +43,9 @@ CLAIM_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+MISSING: Any = object()
+
+
 class InvalidToken(ValueError):
     """A token that must be treated as no session. The message says why."""
 
@@ -72,8 +75,9 @@ def check_types(claims: Any) -> dict[str, Any]:
     if type(claims) is not dict:
         raise InvalidToken("token payload is not a JSON object")
     for name, expected in CLAIM_TYPES.items():
-        value = claims.get(name)
-        if value is not None and (type(value) is bool or not isinstance(value, expected)):
+        value = claims.get(name, MISSING)
+        # null is a wrong type too: {"sub": null} must not sign in a user with no id.
+        if value is not MISSING and (type(value) is bool or not isinstance(value, expected)):
             raise InvalidToken(f"claim {name!r} has the wrong type")
     if claims.get("exp") is None:
         raise InvalidToken("token has no 'exp' claim")
@@ -111,8 +115,8 @@ class Decoded:
             raise InvalidToken("token was issued in the future ('iat')")
 
     def to_dict(self) -> dict[str, Any]:
-        """A fresh dict of all the claims, ``data`` included."""
-        claims = dict(self.claims)
+        """A fresh dict of all the claims, ``data`` included, sharing nothing with the cache."""
+        claims: dict[str, Any] = orjson.loads(orjson.dumps(self.claims))
         if self.data is not None:
             claims["data"] = orjson.loads(self.data)
         return claims
