@@ -11,6 +11,9 @@ DELETED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 TOKEN_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
+# Only spaces and tabs surround a cookie (RFC 6265 OWS); str.strip() would also drop
+# control and non-ASCII bytes (\x1c-\x1f, \x85, \xa0) and so accept a mangled token.
+OWS = " \t"
 
 
 class SessionTooLarge(ValueError):
@@ -45,9 +48,9 @@ def read_session_cookie(
             continue
         for pair in raw.decode("latin-1").split(";"):
             cookie_name, sep, value = pair.partition("=")
-            cookie_name = cookie_name.strip()
+            cookie_name = cookie_name.strip(OWS)
             if sep and (cookie_name == name or is_chunk_name(cookie_name, prefix)):
-                found[cookie_name] = value.strip()
+                found[cookie_name] = value.strip(OWS)
     if not found:
         return None, []
     names = list(found)
