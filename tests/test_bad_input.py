@@ -165,6 +165,14 @@ def extend_ciphertext(token: str) -> str:
     return ".".join(parts)
 
 
+def non_canonical(token: str) -> str:
+    """The same token with its tag spelled another way (same bytes for jwcrypto)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    variant = token[:-1] + alphabet[alphabet.index(token[-1]) + 1]
+    assert b64url_decode(variant.split(".")[4]) == b64url_decode(token.split(".")[4])
+    return variant
+
+
 def swap(first: str, second: str, take: tuple[int, ...]) -> str:
     a, b = first.split("."), second.split(".")
     return ".".join(b[i] if i in take else a[i] for i in range(5))
@@ -270,6 +278,8 @@ CASES: dict[str, Case] = {
     "extended-char": single(lambda ctx: ctx.token() + "A"),
     "extended-part": single(lambda ctx: ctx.token() + ".AAAA"),
     "extended-ciphertext": single(lambda ctx: extend_ciphertext(ctx.token())),
+    "non-canonical-tag": single(lambda ctx: non_canonical(ctx.token())),
+    "padded-tag": single(lambda ctx: ctx.token() + "=="),
     "extended-encrypted-key": single(lambda ctx: ctx.token().replace("..", ".AAAA.", 1)),
     # flipped bits in every part
     **{
