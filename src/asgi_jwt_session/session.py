@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,11 @@ RESERVED_CLAIMS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class SessionUser:
-    """Who is signed in: ``id``, ``role`` and any extra claims given at login."""
+    """Who is signed in: ``id``, ``role`` and any extra claims given at login.
+
+    Read-only: a new role comes with :meth:`Session.set_role`, new claims with a new
+    :func:`login`.
+    """
 
     id: str
     role: str
@@ -85,7 +90,9 @@ class Session(dict[str, Any]):
         user = decoded.memo
         if user is None and "sub" in claims:
             extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-            user = decoded.memo = SessionUser(id=claims["sub"], role=claims["role"], claims=extra)
+            # One user object serves every request with this token: keep it read-only.
+            user = decoded.memo = SessionUser(id=claims["sub"], role=claims["role"],
+                                              claims=MappingProxyType(extra))
         return cls(
             orjson.loads(decoded.data) if decoded.data is not None else None,
             user=user,
@@ -157,7 +164,8 @@ class Session(dict[str, Any]):
         if self.user is not None and self.user.id != user_id:
             super().clear()
         now = int(time.time())
-        self.user = SessionUser(id=str(user_id), role=str(role), claims=claims)
+        self.user = SessionUser(id=str(user_id), role=str(role),
+                                claims=MappingProxyType(claims))
         self.jti = new_session_id()
         self.version = version
         self.auth_time = now

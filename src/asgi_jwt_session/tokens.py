@@ -161,7 +161,10 @@ class TokenCodec:
 
     def encode(self, claims: dict[str, Any]) -> str:
         """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
-        plaintext = orjson.dumps(claims)
+        try:
+            plaintext = orjson.dumps(claims)
+        except orjson.JSONEncodeError as exc:
+            raise TypeError(f"session data must be JSON-serializable: {exc}") from exc
         token = jwe.JWE(plaintext, protected=self.current_header)
         token.add_recipient(self.keyring.current)
         compact: str = token.serialize(compact=True)
