@@ -2,6 +2,16 @@
 
 from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.cookies import SessionTooLarge
+from asgi_jwt_session.guards import (
+    AuthError,
+    NotAuthenticated,
+    PermissionDenied,
+    require_admin,
+    require_role,
+    requires_login,
+    requires_role,
+    safe_next,
+)
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.middleware import JWTSessionMiddleware
 from asgi_jwt_session.roles import Role, RoleHierarchy
@@ -11,10 +21,13 @@ from asgi_jwt_session.tokens import ExpiredToken, InvalidToken, TokenCodec, Unkn
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "ExpiredToken",
     "InvalidToken",
     "JWTSessionMiddleware",
     "Keyring",
+    "NotAuthenticated",
+    "PermissionDenied",
     "Role",
     "RoleHierarchy",
     "Session",
@@ -26,4 +39,9 @@ __all__ = [
     "auth",
     "login",
     "logout",
+    "require_admin",
+    "require_role",
+    "requires_login",
+    "requires_role",
+    "safe_next",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from asgi_jwt_session.cookies import check_attribute
+from asgi_jwt_session.roles import RoleHierarchy
 
 DAY = 24 * 60 * 60
 
@@ -24,6 +25,7 @@ class SessionConfig:
     - ``cache_size``: decoded-token LRU entries; 0 turns the cache off.
     - ``max_cookie_size``: total budget for the token over all chunks, bytes.
     - ``login_url``: where guards send a browser that is not signed in.
+    - ``roles``: the :class:`RoleHierarchy` guards check against.
     """
 
     session_cookie: str = "session"
@@ -39,6 +41,7 @@ class SessionConfig:
     cache_size: int = 4096
     max_cookie_size: int = 12 * 1024
     login_url: str = "/login"
+    roles: RoleHierarchy = field(default_factory=RoleHierarchy)
 
     def __post_init__(self) -> None:
         check_attribute("path", self.path)
@@ -53,8 +56,10 @@ class SessionConfig:
             raise ValueError("max_lifetime must be positive")
         if self.same_site == "none" and self.https_only is False:
             raise ValueError("same_site='none' needs Secure cookies: do not set https_only=False")
-        if not self.login_url.startswith("/") or self.login_url.startswith("//"):
+        if not self.login_url.startswith("/") or self.login_url[1:2] in ("/", "\\"):
             raise ValueError("login_url must be a path on this site, like '/login'")
+        if not isinstance(self.roles, RoleHierarchy):
+            raise TypeError("roles must be a RoleHierarchy, like RoleHierarchy(MyRole)")
 
     @property
     def token_lifetime(self) -> int:

@@ -6,11 +6,19 @@ import logging
 import time
 from typing import Any, Literal
 
+from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.cookies import CookieWriter, read_session_cookie
+from asgi_jwt_session.guards import (
+    AuthError,
+    SessionAuthUser,
+    SessionCredentials,
+    auth_error_response,
+    handle_auth_error,
+)
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import InvalidToken, TokenCodec
@@ -26,6 +34,9 @@ class JWTSessionMiddleware:
     cookie is written only when the session changed, when it is ``update_age`` old, or
     when it was encrypted with a key that is no longer the newest. A cookie that fails
     to decode reads as an empty session and is expired in the response.
+
+    It also fills ``request.user`` / ``request.auth`` for Starlette's ``@requires``, and
+    answers the guards' ``AuthError`` (login redirect, 401, 403, websocket 4401/4403).
     """
 
     def __init__(
@@ -44,6 +55,9 @@ class JWTSessionMiddleware:
         **options: Any,
     ) -> None:
         self.app = app
+        if isinstance(app, Starlette):
+            # Wrapped from outside, its error middleware would turn AuthError into a 500.
+            app.add_exception_handler(AuthError, handle_auth_error)  # type: ignore[arg-type]
         if config is None:
             config = SessionConfig(
                 session_cookie=session_cookie, max_age=max_age, path=path,
@@ -86,12 +100,18 @@ class JWTSessionMiddleware:
             session = Session()
         scope["session"] = session
         scope["session_middleware"] = self
+        scope["user"] = SessionAuthUser(session)
+        scope["auth"] = SessionCredentials(session, config.roles)
+        started = False
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = True
             if message["type"] in ("http.response.start", "websocket.accept"):
                 lines = self.set_cookie_lines(scope, session, carried, renew,
                                               initial_session_was_empty)
                 if lines or session.accessed:
+                    message.setdefault("headers", [])  # optional in websocket.accept
                     headers = MutableHeaders(scope=message)
                     if session.accessed:
                         headers.add_vary_header("Cookie")
@@ -99,7 +119,12 @@ class JWTSessionMiddleware:
                         headers.append("set-cookie", line)
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except AuthError as exc:
+            if started:
+                raise
+            await auth_error_response(scope, exc)(scope, receive, send_wrapper)
 
     def set_cookie_lines(self, scope: Scope, session: Session, carried: list[str],
                          renew: bool, initial_session_was_empty: bool) -> list[str]:

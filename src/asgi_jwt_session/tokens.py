@@ -122,6 +122,34 @@ class Decoded:
         return claims
 
 
+class TokenCache(OrderedDict[str, Decoded]):
+    """A bounded LRU map from the exact token string to its :class:`Decoded` entry."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("cache_size must be >= 0")
+        super().__init__()
+        self.size = size
+
+    def lookup(self, token: str) -> Decoded | None:
+        decoded = self.get(token)
+        if decoded is not None:
+            try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
+                self.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+        return decoded
+
+    def store(self, token: str, decoded: Decoded) -> None:
+        if self.size:
+            self[token] = decoded
+            if len(self) > self.size:
+                try:  # noqa: SIM105
+                    self.popitem(last=False)
+                except KeyError:
+                    pass
+
+
 class TokenCodec:
     """Encrypts claims into compact JWE (``dir`` + ``A256GCM``) and decrypts them back.
 
@@ -139,15 +167,13 @@ class TokenCodec:
         cache_size: int = 4096,
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
     ) -> None:
-        if cache_size < 0:
-            raise ValueError("cache_size must be >= 0")
         if leeway < 0:
             raise ValueError("leeway must be >= 0")
         self.keyring = Keyring.coerce(secret_key)
         self.leeway = leeway
         self.cache_size = cache_size
         self.max_token_size = max_token_size
-        self.cache: OrderedDict[str, Decoded] = OrderedDict()
+        self.cache = TokenCache(cache_size)
         self.local = threading.local()
         # The exact header segment this codec writes for each key: a token carrying one
         # of them needs no header parsing. The first one is the current key's.
@@ -176,24 +202,13 @@ class TokenCodec:
 
     def decode_cached(self, token: str, now: int) -> Decoded:
         """Like :meth:`decode`, but returns the cache's own :class:`Decoded` entry."""
-        decoded = self.cache.get(token) if self.cache_size else None
+        decoded = self.cache.lookup(token)
         if decoded is None:
             try:
                 decoded = Decoded(check_types(orjson.loads(self.decrypt(token))))
             except orjson.JSONDecodeError as exc:
                 raise InvalidToken("token payload is not JSON") from exc
-            if self.cache_size:
-                self.cache[token] = decoded
-                if len(self.cache) > self.cache_size:
-                    try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
-                        self.cache.popitem(last=False)
-                    except KeyError:  # emptied by another thread meanwhile
-                        pass
-        else:
-            try:  # noqa: SIM105
-                self.cache.move_to_end(token)
-            except KeyError:
-                pass
+            self.cache.store(token, decoded)
         decoded.check_times(now, self.leeway)
         return decoded
 
