@@ -2,6 +2,8 @@
 
 from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.cookies import SessionTooLarge
+from asgi_jwt_session.csrf import CSRFError, csrf_token, set_csrf_cookie, verify_csrf
+from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.guards import (
     AuthError,
     NotAuthenticated,
@@ -22,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "CSRFError",
     "ExpiredToken",
     "InvalidToken",
     "JWTSessionMiddleware",
@@ -37,6 +40,7 @@ __all__ = [
     "TokenCodec",
     "UnknownKey",
     "auth",
+    "csrf_token",
     "login",
     "logout",
     "require_admin",
@@ -44,4 +48,7 @@ __all__ = [
     "requires_login",
     "requires_role",
     "safe_next",
+    "session_routes",
+    "set_csrf_cookie",
+    "verify_csrf",
 ]

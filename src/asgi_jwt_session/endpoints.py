@@ -1,0 +1,206 @@
+"""Session endpoints: read the session, refresh it from the store, sign out; the client.
+
+``session_routes(store)`` is a :class:`~starlette.routing.Mount` (``/auth`` by default):
+
+- ``GET /auth/session``: ``{"session": null | {"user": {"id", "role"}, "expires"},
+  "csrfToken": "..."}``, never cached, never the token itself; sets the CSRF cookie.
+- ``POST /auth/session/refresh``: re-reads the user's role and session version from the
+  store and re-issues the cookie; 401 when signed out or the user is gone (the session
+  is cleared), 503 when the store cannot be reached (the session is kept).
+- ``POST /auth/signout``: clears the session and expires every chunk of its cookie.
+- ``GET /auth/session.js``: the browser client (``window.asgiJwtSession``).
+
+Both POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from asgi_jwt_session.csrf import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    csrf_token,
+    set_csrf_cookie,
+    trusted,
+    verify_csrf,
+)
+from asgi_jwt_session.guards import prefers_html, safe_next
+from asgi_jwt_session.session import Session, get_session, logout
+from asgi_jwt_session.store import RoleStore, StoreUnavailable
+
+__all__ = ["UserLoader", "session_routes", "session_view"]
+
+UserLoader = Callable[[str], Awaitable[tuple[str, int] | None]]
+"""``async (user_id) -> (role, session_version)``, or ``None`` when the user is gone."""
+
+NO_STORE = {"cache-control": "private, no-store"}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def session_view(session: Session, expires_at: int | None = None) -> dict[str, Any] | None:
+    """The public view of a session: user id, role and expiry (ISO 8601, UTC), or
+    ``None`` when nobody is signed in. Never the token, never the session data."""
+    user = session.user
+    if user is None:
+        return None
+    if expires_at is None:
+        expires_at = session.expires_at
+    expires = None
+    if expires_at is not None:
+        expires = datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
+    return {"user": {"id": user.id, "role": user.role}, "expires": expires}
+
+
+def store_loader(store: RoleStore) -> UserLoader:
+    """A :data:`UserLoader` on a :class:`RoleStore`; a disabled user counts as gone."""
+
+    async def load_user(user_id: str) -> tuple[str, int] | None:
+        user = await store.get_user(user_id)
+        if user is None or user.disabled:
+            return None
+        return user.role, user.session_version
+
+    return load_user
+
+
+@functools.cache
+def client_script() -> tuple[bytes, str]:
+    """``static/session.js`` and its ETag."""
+    body = files("asgi_jwt_session").joinpath("static/session.js").read_bytes()
+    return body, f'"{hashlib.sha256(body).hexdigest()[:20]}"'
+
+
+def next_expiry(request: Request, session: Session) -> int | None:
+    """When the cookie the middleware is about to issue will expire."""
+    middleware = request.scope.get("session_middleware")
+    if middleware is None:
+        return None
+    config = middleware.config
+    now = int(time.time())
+    auth_time = session.auth_time if session.auth_time is not None else now
+    expires_at: int = min(now + config.token_lifetime, auth_time + config.max_lifetime)
+    return expires_at
+
+
+def error(detail: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=NO_STORE)
+
+
+class SessionEndpoints:
+    """The endpoints behind :func:`session_routes`, sharing its options."""
+
+    def __init__(
+        self,
+        load_user: UserLoader | None,
+        *,
+        csrf_cookie: str,
+        csrf_header: str,
+        trusted_origins: Iterable[str],
+    ) -> None:
+        self.load_user = load_user
+        self.csrf_cookie = csrf_cookie
+        self.csrf_header = csrf_header
+        self.trusted_origins = trusted(trusted_origins)
+
+    async def verify_csrf(self, request: Request) -> None:
+        await verify_csrf(request, cookie_name=self.csrf_cookie, header_name=self.csrf_header,
+                          field_name=CSRF_FIELD, trusted_origins=self.trusted_origins)
+
+    async def session(self, request: Request) -> Response:
+        session = get_session(request)
+        session.mark_accessed()
+        token = csrf_token(request, cookie_name=self.csrf_cookie)
+        response = JSONResponse({"session": session_view(session), "csrfToken": token},
+                                headers=NO_STORE)
+        set_csrf_cookie(request, response, cookie_name=self.csrf_cookie)
+        return response
+
+    async def refresh(self, request: Request) -> Response:
+        # The body is never read as claims: role and version come from the store only.
+        await self.verify_csrf(request)
+        assert self.load_user is not None
+        session = get_session(request)
+        session.mark_accessed()
+        if session.user is None:
+            return error("Not authenticated", 401)
+        try:
+            found = await self.load_user(session.user.id)
+        except StoreUnavailable:
+            return error("The session store is unavailable; try again later", 503)
+        if found is None:
+            logout(request)
+            return error("Not authenticated", 401)
+        role, version = found
+        session.set_role(role, version=version)
+        view = session_view(session, next_expiry(request, session))
+        return JSONResponse({"session": view}, headers=NO_STORE)
+
+    async def signout(self, request: Request) -> Response:
+        await self.verify_csrf(request)
+        logout(request)
+        if prefers_html(request.scope):  # a plain HTML form: back to a page of this site
+            target = request.query_params.get("next")
+            if request.headers.get("content-type", "").startswith(FORM_TYPES):
+                field = (await request.form()).get("next")
+                target = field if isinstance(field, str) else target
+            return RedirectResponse(safe_next(target), status_code=303, headers=NO_STORE)
+        return JSONResponse({"session": None}, headers=NO_STORE)
+
+    async def script(self, request: Request) -> Response:
+        body, etag = client_script()
+        headers = {"etag": etag, "cache-control": "no-cache",
+                   "x-content-type-options": "nosniff"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="text/javascript", headers=headers)
+
+
+def session_routes(
+    store: RoleStore | None = None,
+    *,
+    prefix: str = "/auth",
+    user_loader: UserLoader | None = None,
+    csrf_cookie: str = CSRF_COOKIE,
+    csrf_header: str = CSRF_HEADER,
+    trusted_origins: Iterable[str] = (),
+    name: str | None = "auth",
+) -> Mount:
+    """The session endpoints, mounted at ``prefix``: ``Starlette(routes=[session_routes(store)])``.
+
+    ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (``async (user_id) ->
+    (role, session_version) | None``) is where ``POST {prefix}/session/refresh`` reads
+    the user; with neither there is no refresh endpoint. A loader signals an
+    unreachable database by raising :class:`~asgi_jwt_session.store.StoreUnavailable`.
+
+    ``csrf_cookie`` and ``csrf_header`` name the double-submit token's cookie and
+    header (the form field is ``csrf_token``); ``trusted_origins`` are other origins
+    (``"https://app.example.com"``) allowed to POST. Route names are ``session``,
+    ``refresh``, ``signout`` and ``script`` under ``name``: ``url_for("auth:script")``.
+    """
+    if store is not None and user_loader is not None:
+        raise TypeError("pass a store or a user_loader, not both")
+    if store is not None:
+        user_loader = store_loader(store)
+    endpoints = SessionEndpoints(user_loader, csrf_cookie=csrf_cookie, csrf_header=csrf_header,
+                                 trusted_origins=trusted_origins)
+    routes: list[BaseRoute] = [
+        Route("/session", endpoints.session, methods=["GET"], name="session"),
+        Route("/signout", endpoints.signout, methods=["POST"], name="signout"),
+        Route("/session.js", endpoints.script, methods=["GET"], name="script"),
+    ]
+    if user_loader is not None:
+        routes.append(Route("/session/refresh", endpoints.refresh, methods=["POST"],
+                            name="refresh"))
+    return Mount(prefix, routes=routes, name=name)

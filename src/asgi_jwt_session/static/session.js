@@ -1,0 +1,109 @@
+/*
+ * asgi-jwt-session browser client (ES2017, no dependencies).
+ *
+ *   <script src="/auth/session.js"></script>
+ *   const session = await asgiJwtSession.getSession();    // null, or {user: {id, role}, expires}
+ *   await asgiJwtSession.refreshSession();                 // re-read the role on the server
+ *   await asgiJwtSession.signOut();
+ *   asgiJwtSession.onChange((session) => render(session)); // this tab and every other tab
+ *
+ * The endpoints are found next to this script, so it works under any mount prefix.
+ */
+(() => {
+  "use strict";
+
+  const script = document.currentScript;
+  const base = script && script.src ? new URL(".", script.src).href.replace(/\/$/, "") : "/auth";
+  const channel = typeof BroadcastChannel === "function"
+    ? new BroadcastChannel("asgi-jwt-session") : null;
+  const listeners = new Set();
+  let csrfToken = null;
+  let refreshing = null;
+
+  function notify(session) {
+    listeners.forEach((listener) => {
+      try {
+        listener(session);
+      } catch (error) {
+        setTimeout(() => { throw error; });  // report it, but let the other listeners run
+      }
+    });
+  }
+
+  function changed(session) {
+    notify(session);
+    if (channel) channel.postMessage({ session: session });
+  }
+
+  if (channel) channel.onmessage = (event) => notify(event.data.session);
+
+  function httpError(response) {
+    const error = new Error(`${response.url} answered ${response.status}`);
+    error.status = response.status;
+    return error;
+  }
+
+  function send(method, path) {
+    const headers = { Accept: "application/json" };
+    if (method === "POST") headers["X-CSRF-Token"] = csrfToken;
+    return fetch(base + path, { method, headers, credentials: "same-origin", cache: "no-store" });
+  }
+
+  /** The session: null, or {user: {id, role}, expires}. Also fetches the CSRF token. */
+  async function getSession() {
+    const response = await send("GET", "/session");
+    if (!response.ok) throw httpError(response);
+    const data = await response.json();
+    csrfToken = data.csrfToken;
+    return data.session;
+  }
+
+  async function post(path) {
+    if (csrfToken === null) await getSession();
+    let response = await send("POST", path);
+    if (response.status === 403) {  // the CSRF cookie changed since: fetch it again, once
+      await getSession();
+      response = await send("POST", path);
+    }
+    return response;
+  }
+
+  /** Re-read the role from the server. Concurrent calls share one request. */
+  function refreshSession() {
+    if (refreshing === null) {
+      refreshing = (async () => {
+        try {
+          const response = await post("/session/refresh");
+          if (response.status === 401) {  // signed out, or the user is gone
+            changed(null);
+            return null;
+          }
+          if (!response.ok) throw httpError(response);  // 503: the old session stays
+          const session = (await response.json()).session;
+          changed(session);
+          return session;
+        } finally {
+          refreshing = null;
+        }
+      })();
+    }
+    return refreshing;
+  }
+
+  /** Sign out everywhere this browser is signed in. */
+  async function signOut() {
+    const response = await post("/signout");
+    if (!response.ok) throw httpError(response);
+    changed(null);
+    return null;
+  }
+
+  /** Call listener(session) whenever a refresh or sign-out changes it, in any tab.
+   *  Returns a function that removes the listener. */
+  function onChange(listener) {
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  window.asgiJwtSession = Object.freeze({ getSession, refreshSession, signOut, onChange });
+})();
