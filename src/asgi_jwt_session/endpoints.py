@@ -29,7 +29,6 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from asgi_jwt_session.csrf import (
     CSRF_COOKIE,
-    CSRF_FIELD,
     CSRF_HEADER,
     csrf_token,
     set_csrf_cookie,
@@ -116,7 +115,7 @@ class SessionEndpoints:
 
     async def verify_csrf(self, request: Request) -> None:
         await verify_csrf(request, cookie_name=self.csrf_cookie, header_name=self.csrf_header,
-                          field_name=CSRF_FIELD, trusted_origins=self.trusted_origins)
+                          trusted_origins=self.trusted_origins)
 
     async def session(self, request: Request) -> Response:
         session = get_session(request)
