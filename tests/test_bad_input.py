@@ -141,7 +141,8 @@ class Ctx:
         """A valid session big enough to be chunked, as (name, value) pairs."""
         blob = random.Random(7).randbytes(4000).hex()
         token = self.token(data={"blob": blob})
-        lines = self.app.cookie.set(token, secure=False)
+        _, _, writer = self.app.cookies[0]
+        lines = writer.set(token, secure=False)
         pairs = [tuple(line.split(";")[0].split("=", 1)) for line in lines]
         assert len(pairs) >= 3
         return pairs  # type: ignore[return-value]

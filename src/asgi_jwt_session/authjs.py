@@ -33,11 +33,19 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_decode, base64url_encode
 
-from asgi_jwt_session.tokens import ExpiredToken, InvalidToken, UnknownKey
+from asgi_jwt_session.tokens import (
+    Decoded,
+    ExpiredToken,
+    InvalidToken,
+    TokenCache,
+    UnknownKey,
+    check_types,
+)
 
 __all__ = [
     "AUTHJS_CHUNK_SIZE",
     "AuthJSCodec",
+    "AuthJSSessionCodec",
     "authjs_cookie_name",
     "join_authjs_cookie",
     "split_authjs_cookie",
@@ -158,6 +166,11 @@ class AuthJSCodec:
         self._secrets = secrets
         self._keys = self._derive(salt)
         self._encrypt_key = self._keys[ENCODE_ENC][0]
+
+    @property
+    def current_kid(self) -> str:
+        """The ``kid`` of the key that encrypts (the first secret's)."""
+        return self._encrypt_key[0]
 
     def _derive(self, salt: str) -> dict[str, list[tuple[str, jwk.JWK]]]:
         keys: dict[str, list[tuple[str, jwk.JWK]]] = {}
@@ -295,3 +308,41 @@ class AuthJSCodec:
             raise InvalidToken("Auth.js token is not valid yet ('nbf' is in the future)")
         if "iat" in claims and claims["iat"] > now + self.leeway:
             raise InvalidToken("Auth.js token was issued in the future ('iat')")
+
+
+class AuthJSSessionCodec:
+    """:class:`AuthJSCodec` for the middleware: one cookie name, a decoded-token cache.
+
+    Claims map onto the session as they are: ``sub`` is ``session.user.id``, the role
+    claim is ``session.user.role`` (``default_role`` when Auth.js put none in), and
+    ``name``, ``email``, ``picture`` and the app's own claims are ``session.user.claims``.
+    """
+
+    def __init__(self, codec: AuthJSCodec, *, cache_size: int = 4096,
+                 default_role: str = "") -> None:
+        self.codec = codec
+        self.leeway = codec.leeway
+        self.default_role = default_role
+        self.cache = TokenCache(cache_size)
+        header = orjson.dumps({"alg": "dir", "enc": ENCODE_ENC, "kid": codec.current_kid})
+        self.current_prefix = base64url_encode(header) + "."
+
+    def decode_cached(self, token: str, now: int) -> Decoded:
+        decoded = self.cache.lookup(token)
+        if decoded is None:
+            claims = self.codec.decode(token)
+            for name in ("exp", "iat", "nbf", "auth_time"):
+                if isinstance(claims.get(name), float):  # jose writes integers; be lenient
+                    claims[name] = int(claims[name])
+            if "sub" in claims and "role" not in claims:
+                claims["role"] = self.default_role
+            decoded = Decoded(check_types(claims))
+            self.cache.store(token, decoded)
+        decoded.check_times(now, self.leeway)
+        return decoded
+
+    def encode(self, claims: dict[str, Any]) -> str:
+        return self.codec.encode(claims)
+
+    def is_current(self, token: str) -> bool:
+        return token.startswith(self.current_prefix)

@@ -26,6 +26,14 @@ class SessionConfig:
     - ``max_cookie_size``: total budget for the token over all chunks, bytes.
     - ``login_url``: where guards send a browser that is not signed in.
     - ``roles``: the :class:`RoleHierarchy` guards check against.
+    - ``format``: ``"jwe"`` (this package's tokens) or ``"authjs"``: read the session
+      cookie that Auth.js v5 (NextAuth) writes, ``authjs.session-token`` or
+      ``__Secure-authjs.session-token``, with ``secret_key`` as its ``AUTH_SECRET``.
+    - ``authjs_write``: in ``"authjs"`` format, also write that cookie when the
+      session changes here (a role refresh, sign-out); off by default, so Auth.js
+      stays the only writer.
+    - ``role_claim``: the Auth.js claim that holds the role (``"role"``).
+    - ``default_role``: the role of an Auth.js session whose token has none.
     """
 
     session_cookie: str = "session"
@@ -42,8 +50,14 @@ class SessionConfig:
     max_cookie_size: int = 12 * 1024
     login_url: str = "/login"
     roles: RoleHierarchy = field(default_factory=RoleHierarchy)
+    format: Literal["jwe", "authjs"] = "jwe"
+    authjs_write: bool = False
+    role_claim: str = "role"
+    default_role: str = ""
 
     def __post_init__(self) -> None:
+        if self.format not in ("jwe", "authjs"):
+            raise ValueError(f"format must be 'jwe' or 'authjs', not {self.format!r}")
         check_attribute("path", self.path)
         check_attribute("domain", self.domain)
         if not self.path.startswith("/"):

@@ -78,6 +78,7 @@ class CookieWriter:
         same_site: Literal["lax", "strict", "none"],
         partitioned: bool = False,
         max_size: int = 12 * 1024,
+        chunk_size: int | None = None,
     ) -> None:
         if not TOKEN_NAME.fullmatch(name):
             raise ValueError(f"invalid cookie name {name!r}")
@@ -87,6 +88,9 @@ class CookieWriter:
             raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {same_site!r}")
         self.name = name
         self.max_size = max_size
+        # None: chunk when the Set-Cookie line would pass 4096 bytes. A number: chunk
+        # values longer than that, as Auth.js does (3936 characters).
+        self.chunk_size = chunk_size
         flags = f"Path={path}"
         if domain is not None:
             flags += f"; Domain={domain}"
@@ -109,14 +113,16 @@ class CookieWriter:
             )
         attributes = self.attributes(secure) + self.max_age
         single = f"{self.name}={token}; {attributes}"
-        if len(single) <= MAX_SET_COOKIE:
+        fits = (len(single) <= MAX_SET_COOKIE if self.chunk_size is None
+                else len(token) <= self.chunk_size)
+        if fits:
             lines, names = [single], {self.name}
         else:
             lines, names = [], set()
             start = 0
             while start < len(token):
                 chunk_name = f"{self.name}.{len(lines)}"
-                room = MAX_SET_COOKIE - len(f"{chunk_name}=; {attributes}")
+                room = self.chunk_size or MAX_SET_COOKIE - len(f"{chunk_name}=; {attributes}")
                 lines.append(f"{chunk_name}={token[start:start + room]}; {attributes}")
                 names.add(chunk_name)
                 start += room

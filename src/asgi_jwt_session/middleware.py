@@ -10,6 +10,12 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asgi_jwt_session.authjs import (
+    AUTHJS_CHUNK_SIZE,
+    AuthJSCodec,
+    AuthJSSessionCodec,
+    authjs_cookie_name,
+)
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.cookies import CookieWriter, read_session_cookie
 from asgi_jwt_session.guards import (
@@ -21,7 +27,7 @@ from asgi_jwt_session.guards import (
 )
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.session import Session
-from asgi_jwt_session.tokens import InvalidToken, TokenCodec
+from asgi_jwt_session.tokens import InvalidToken, SessionCodec, TokenCodec
 
 logger = logging.getLogger("asgi_jwt_session")
 
@@ -65,13 +71,32 @@ class JWTSessionMiddleware:
                 partitioned=partitioned, **options,
             )
         self.config = config
-        self.codec = TokenCodec(secret_key, leeway=config.leeway, cache_size=config.cache_size,
-                                max_token_size=config.max_cookie_size)
-        self.cookie = CookieWriter(
-            config.session_cookie, max_age=config.max_age, path=config.path,
-            domain=config.domain, same_site=config.same_site,
-            partitioned=config.partitioned, max_size=config.max_cookie_size,
-        )
+        # (cookie name, codec, writer) for each cookie the session may live in: one for
+        # this package's tokens; Auth.js's https and http names (each its own key).
+        self.cookies: list[tuple[str, SessionCodec, CookieWriter]] = []
+        if config.format == "authjs":
+            for secure in (True, False):
+                name = authjs_cookie_name(secure)
+                codec: SessionCodec = AuthJSSessionCodec(
+                    AuthJSCodec(secret_key, salt=name,  # type: ignore[arg-type]
+                                role_claim=config.role_claim, max_age=config.token_lifetime,
+                                leeway=config.leeway),
+                    cache_size=config.cache_size, default_role=config.default_role)
+                self.cookies.append((name, codec, self.writer(name, AUTHJS_CHUNK_SIZE)))
+        else:
+            self.codec = TokenCodec(secret_key, leeway=config.leeway,
+                                    cache_size=config.cache_size,
+                                    max_token_size=config.max_cookie_size)
+            name = config.session_cookie
+            self.cookies.append((name, self.codec, self.writer(name)))
+        self.writable = config.format == "jwe" or config.authjs_write
+
+    def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
+        config = self.config
+        return CookieWriter(name, max_age=config.max_age, path=config.path,
+                            domain=config.domain, same_site=config.same_site,
+                            partitioned=config.partitioned, max_size=config.max_cookie_size,
+                            chunk_size=chunk_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -80,21 +105,21 @@ class JWTSessionMiddleware:
 
         config = self.config
         now = int(time.time())
-        token, carried = read_session_cookie(scope["headers"], config.session_cookie)
+        name, codec, token, carried = self.read_cookie(scope)
         session = None
         renew = False
         if token is not None:
             try:
-                claims = self.codec.decode(token, now=now)
-                session = Session.from_claims(claims)
+                session = Session.from_decoded(codec.decode_cached(token, now))
                 if session.auth_time is not None and now > session.auth_time + config.max_lifetime:
                     raise InvalidToken("session passed its absolute lifetime")
-                renew = now - claims["iat"] >= config.update_age or not self.codec.is_current(token)
+                issued_at = session.issued_at or 0
+                renew = now - issued_at >= config.update_age or not codec.is_current(token)
             except InvalidToken as exc:
-                logger.debug("session cookie refused: %s", exc)
+                logger.debug("session cookie %s refused: %s", name, exc)
                 session = None
         elif carried:
-            logger.debug("session cookie refused: incomplete chunks %s", carried)
+            logger.debug("session cookie %s refused: incomplete chunks %s", name, carried)
         initial_session_was_empty = session is None
         if session is None:
             session = Session()
@@ -103,11 +128,14 @@ class JWTSessionMiddleware:
         scope["user"] = SessionAuthUser(session)
         scope["auth"] = SessionCredentials(session, config.roles)
         started = False
+        # Work the response may need whatever the app does: renew, or expire a bad cookie.
+        pending = renew or (initial_session_was_empty and bool(carried))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             started = True
-            if message["type"] in ("http.response.start", "websocket.accept"):
+            if (pending or session.accessed) and message["type"] in (
+                    "http.response.start", "websocket.accept"):
                 lines = self.set_cookie_lines(scope, session, carried, renew,
                                               initial_session_was_empty)
                 if lines or session.accessed:
@@ -126,14 +154,25 @@ class JWTSessionMiddleware:
                 raise
             await auth_error_response(scope, exc)(scope, receive, send_wrapper)
 
+    def read_cookie(self, scope: Scope) -> tuple[str, SessionCodec, str | None, list[str]]:
+        """The first session cookie the request carries: name, codec, token, chunk names."""
+        for name, codec, _ in self.cookies:
+            token, carried = read_session_cookie(scope["headers"], name)
+            if carried:
+                return name, codec, token, carried
+        return name, codec, None, []
+
     def set_cookie_lines(self, scope: Scope, session: Session, carried: list[str],
                          renew: bool, initial_session_was_empty: bool) -> list[str]:
         """The Set-Cookie lines this response needs (most responses need none)."""
+        if not self.writable:
+            return []
         secure = self.is_secure(scope)
+        _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
         if session.is_empty:
             if carried and (session.modified or initial_session_was_empty):
                 # Cleared, or a cookie we could not read: expire every chunk it had.
-                return self.cookie.delete_all(carried, secure=secure)
+                return cookie.delete_all(carried, secure=secure)
             return []
         if not (session.modified or renew):
             return []
@@ -142,10 +181,10 @@ class JWTSessionMiddleware:
             session.auth_time = now
         expires_at = min(now + self.config.token_lifetime,
                          session.auth_time + self.config.max_lifetime)
-        token = self.codec.encode(session.to_claims(now, expires_at))
+        token = codec.encode(session.to_claims(now, expires_at))
         session.issued_at = now
         session.expires_at = expires_at
-        return self.cookie.set(token, secure=secure, carried=carried)
+        return cookie.set(token, secure=secure, carried=carried)
 
     def is_secure(self, scope: Scope) -> bool:
         if self.config.https_only is not None:

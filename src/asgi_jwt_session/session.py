@@ -6,8 +6,8 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from jwcrypto import jwe
@@ -120,6 +120,16 @@ class Decoded:
         if self.data is not None:
             claims["data"] = orjson.loads(self.data)
         return claims
+
+
+class SessionCodec(Protocol):
+    """What the middleware needs of a token format."""
+
+    def decode_cached(self, token: str, now: int) -> Decoded: ...
+
+    def encode(self, claims: dict[str, Any]) -> str: ...
+
+    def is_current(self, token: str) -> bool: ...
 
 
 class TokenCache(OrderedDict[str, Decoded]):
