@@ -8,6 +8,7 @@ from asgi_jwt_session.guards import (
     AuthError,
     NotAuthenticated,
     PermissionDenied,
+    handle_auth_error,
     require_admin,
     require_role,
     requires_login,
@@ -18,6 +19,7 @@ from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.middleware import JWTSessionMiddleware
 from asgi_jwt_session.roles import Role, RoleHierarchy
 from asgi_jwt_session.session import Session, SessionUser, auth, login, logout
+from asgi_jwt_session.store import RoleStore, StoredUser, StoreUnavailable, update_user_role
 from asgi_jwt_session.tokens import ExpiredToken, InvalidToken, TokenCodec, UnknownKey
 
 __version__ = "0.1.0"
@@ -33,14 +35,18 @@ __all__ = [
     "PermissionDenied",
     "Role",
     "RoleHierarchy",
+    "RoleStore",
     "Session",
     "SessionConfig",
     "SessionTooLarge",
     "SessionUser",
+    "StoreUnavailable",
+    "StoredUser",
     "TokenCodec",
     "UnknownKey",
     "auth",
     "csrf_token",
+    "handle_auth_error",
     "login",
     "logout",
     "require_admin",
@@ -50,5 +56,6 @@ __all__ = [
     "safe_next",
     "session_routes",
     "set_csrf_cookie",
+    "update_user_role",
     "verify_csrf",
 ]

@@ -86,10 +86,7 @@ def next_expiry(request: Request, session: Session) -> int | None:
     middleware = request.scope.get("session_middleware")
     if middleware is None:
         return None
-    config = middleware.config
-    now = int(time.time())
-    auth_time = session.auth_time if session.auth_time is not None else now
-    expires_at: int = min(now + config.token_lifetime, auth_time + config.max_lifetime)
+    expires_at: int = middleware.expires_for(session, int(time.time()))
     return expires_at
 
 

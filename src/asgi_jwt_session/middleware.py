@@ -179,12 +179,17 @@ class JWTSessionMiddleware:
         now = int(time.time())
         if session.auth_time is None:
             session.auth_time = now
-        expires_at = min(now + self.config.token_lifetime,
-                         session.auth_time + self.config.max_lifetime)
+        expires_at = self.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
         session.issued_at = now
         session.expires_at = expires_at
         return cookie.set(token, secure=secure, carried=carried)
+
+    def expires_for(self, session: Session, now: int) -> int:
+        """When a token issued for ``session`` at ``now`` expires: ``max_age`` on, capped
+        by the absolute lifetime from sign-in."""
+        auth_time = session.auth_time if session.auth_time is not None else now
+        return min(now + self.config.token_lifetime, auth_time + self.config.max_lifetime)
 
     def is_secure(self, scope: Scope) -> bool:
         if self.config.https_only is not None:
