@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from asgi_jwt_session.cookies import check_attribute
 from asgi_jwt_session.roles import RoleHierarchy
+
+if TYPE_CHECKING:
+    from asgi_jwt_session.freshness import UserLoader, VersionFeed
+    from asgi_jwt_session.store import RoleStore
 
 DAY = 24 * 60 * 60
 
@@ -34,6 +38,13 @@ class SessionConfig:
       stays the only writer.
     - ``role_claim``: the Auth.js claim that holds the role (``"role"``).
     - ``default_role``: the role of an Auth.js session whose token has none.
+    - ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (``async (user_id)
+      -> user | None``) turn freshness on (see ``docs/freshness.md``): a session is
+      revalidated once its role check (``chk``) is ``revalidate_after`` seconds old
+      (``None``: only on a feed change), or at once when ``feed`` (a
+      :class:`VersionFeed`; by default an in-process one the store publishes to)
+      knows a newer session version. ``on_store_error``: ``"keep"`` serves the
+      current claims while the store is unreachable, ``"signout"`` signs out.
     """
 
     session_cookie: str = "session"
@@ -54,6 +65,11 @@ class SessionConfig:
     authjs_write: bool = False
     role_claim: str = "role"
     default_role: str = ""
+    store: RoleStore | None = field(default=None, compare=False)
+    user_loader: UserLoader | None = field(default=None, compare=False)
+    feed: VersionFeed | None = field(default=None, compare=False)
+    revalidate_after: int | None = 300
+    on_store_error: Literal["keep", "signout"] = "keep"
 
     def __post_init__(self) -> None:
         if self.format not in ("jwe", "authjs"):
@@ -74,6 +90,12 @@ class SessionConfig:
             raise ValueError("login_url must be a path on this site, like '/login'")
         if not isinstance(self.roles, RoleHierarchy):
             raise TypeError("roles must be a RoleHierarchy, like RoleHierarchy(MyRole)")
+        if self.store is not None and self.user_loader is not None:
+            raise TypeError("pass a store or a user_loader, not both")
+        if self.revalidate_after is not None and self.revalidate_after <= 0:
+            raise ValueError("revalidate_after must be positive, or None")
+        if self.on_store_error not in ("keep", "signout"):
+            raise ValueError("on_store_error must be 'keep' or 'signout'")
 
     @property
     def token_lifetime(self) -> int:
