@@ -43,8 +43,9 @@ def read_session_cookie(
     """
     found: dict[str, str] = {}
     prefix = name + "."
+    needle = name.encode("latin-1")
     for key, raw in headers:
-        if key != b"cookie":
+        if key != b"cookie" or needle not in raw:
             continue
         for pair in raw.decode("latin-1").split(";"):
             cookie_name, sep, value = pair.partition("=")
@@ -53,6 +54,8 @@ def read_session_cookie(
                 found[cookie_name] = value.strip(OWS)
     if not found:
         return None, []
+    if len(found) == 1 and name in found:
+        return found[name] or None, [name]
     names = list(found)
     if name in found:
         return found[name] or None, names

@@ -45,6 +45,23 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+TokenFields = tuple[
+    "SessionUser | None", "str | None", "int | None", "int | None", "int | None",
+    "int | None", "int | None",
+]
+
+
+def token_fields(claims: Mapping[str, Any]) -> TokenFields:
+    """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time."""
+    user = None
+    if "sub" in claims:
+        extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
+        # One user object serves every request with this token: keep it read-only.
+        user = SessionUser(id=claims["sub"], role=claims["role"], claims=MappingProxyType(extra))
+    return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
+            claims.get("chk"), claims.get("auth_time", claims.get("iat")))
+
+
 class Session(dict[str, Any]):
     """``request.session``: a dict that records changes, and the signed-in user apart.
 
@@ -54,8 +71,8 @@ class Session(dict[str, Any]):
     issued). Change the user only through :func:`login` and :func:`logout`.
     """
 
-    accessed: bool = False
-    modified: bool = False
+    __slots__ = ("accessed", "auth_time", "checked_at", "expires_at", "issued_at", "jti",
+                 "modified", "user", "version")
 
     def __init__(
         self,
@@ -70,6 +87,8 @@ class Session(dict[str, Any]):
         auth_time: int | None = None,
     ) -> None:
         super().__init__(data or ())
+        self.accessed = False
+        self.modified = False
         self.user = user
         self.jti = jti
         self.version = version
@@ -86,23 +105,17 @@ class Session(dict[str, Any]):
     @classmethod
     def from_decoded(cls, decoded: Decoded) -> Session:
         """Build a session from a decoded token (as the codec's cache keeps it)."""
-        claims = decoded.claims
-        user = decoded.memo
-        if user is None and "sub" in claims:
-            extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-            # One user object serves every request with this token: keep it read-only.
-            user = decoded.memo = SessionUser(id=claims["sub"], role=claims["role"],
-                                              claims=MappingProxyType(extra))
-        return cls(
-            orjson.loads(decoded.data) if decoded.data is not None else None,
-            user=user,
-            jti=claims.get("jti"),
-            version=claims.get("ver"),
-            issued_at=claims.get("iat"),
-            expires_at=claims.get("exp"),
-            checked_at=claims.get("chk"),
-            auth_time=claims.get("auth_time", claims.get("iat")),
-        )
+        fields = decoded.memo
+        if fields is None:
+            fields = decoded.memo = token_fields(decoded.claims)
+        # The hot path: no __init__ keyword parsing, the fields come ready from the cache.
+        session = cls.__new__(cls)
+        if decoded.data is not None:
+            dict.update(session, orjson.loads(decoded.data))
+        session.accessed = session.modified = False
+        (session.user, session.jti, session.version, session.issued_at, session.expires_at,
+         session.checked_at, session.auth_time) = fields
+        return session
 
     def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
         """The claims for a new token of this session, issued at ``now``."""
