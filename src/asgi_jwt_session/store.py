@@ -39,6 +39,7 @@ __all__ = [
     "StoredUser",
     "UnknownRole",
     "UnknownUser",
+    "revoke_sessions",
     "update_user_role",
 ]
 
@@ -429,3 +430,8 @@ class RoleStore:
 async def update_user_role(store: RoleStore, user_id: str, role: str) -> StoredUser:
     """Set a user's role and bump the session version (see `RoleStore.update_user_role`)."""
     return await store.update_user_role(user_id, role)
+
+
+async def revoke_sessions(store: RoleStore, user_id: str) -> StoredUser:
+    """Sign a user out everywhere: bump the session version (see `RoleStore.revoke_sessions`)."""
+    return await store.revoke_sessions(user_id)
