@@ -27,3 +27,6 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+demo: install
+	HOST=$(HOST) PORT=$(PORT) $(PY) -m demo

@@ -1,0 +1,1 @@
+"""The asgi-jwt-session demo app: ``python -m demo`` (or ``make demo``)."""

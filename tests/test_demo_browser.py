@@ -1,0 +1,293 @@
+"""The demo in a real headless Chromium, clicked through as a person would.
+
+One browser for the module, a fresh context (its own cookies) per person. The demo runs
+as ``python -m demo`` under uvicorn on a free port with a temp SQLite file. Screenshots
+of the main pages go to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from demo.accounts import DEMO_ACCOUNTS
+from tests.conftest import unavailable
+from tests.test_demo_app import DemoServer, freshness_wired
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ACCOUNTS = {account.id: account for account in DEMO_ACCOUNTS}
+
+NewContext = Callable[..., "BrowserContext"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        unavailable("playwright (Python package) is not installed")
+        raise
+    if not Path(CHROMIUM).exists():
+        unavailable(f"Chromium not found at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Error as exc:
+            unavailable(f"Chromium would not start: {exc}")
+            raise
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    server = DemoServer(tmp_path_factory.mktemp("demo"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def new_context(browser: Browser, server: DemoServer) -> Iterator[NewContext]:
+    """Contexts (one per person) on the demo; closed after the test."""
+    contexts: list[BrowserContext] = []
+
+    def make(base_url: str = server.url, **options: Any) -> BrowserContext:
+        context = browser.new_context(base_url=base_url,
+                                      viewport={"width": 1200, "height": 800}, **options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def path_is(path: str) -> re.Pattern[str]:
+    """The page URL's path (and query) is exactly ``path``."""
+    return re.compile(rf"^https?://[^/]+{re.escape(path)}$")
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"demo-{name}.png", full_page=True)
+
+
+def sign_in(page: Page, user_id: str, *, from_login_page: bool = False) -> None:
+    if not from_login_page:
+        page.goto("/login")
+    account = ACCOUNTS[user_id]
+    page.get_by_label("Email").fill(account.email)
+    page.get_by_label("Password").fill(account.password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def session_cookies(context: BrowserContext) -> list[str]:
+    return [cookie["name"] for cookie in context.cookies()
+            if cookie["name"] == "session" or cookie["name"].startswith("session.")]
+
+
+def test_plain_user_is_forbidden_from_the_admin_page(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    page = new_context().new_page()
+    page.goto("/")
+    expect(page).to_have_url(path_is("/login"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    screenshot(page, "login")
+    sign_in(page, "uma", from_login_page=True)
+
+    expect(page).to_have_url(path_is("/dashboard"))
+    expect(page.get_by_role("heading", name="Hello, uma")).to_be_visible()
+    expect(page.locator("dd [data-session-role]")).to_have_text("USER")
+    expect(page.locator("[data-session-expires]")).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    expect(page.locator("#browser-session")).to_contain_text('"role": "USER"')
+
+    output = page.locator("#api-output")
+    page.get_by_role("button", name="GET /api/admin/users").click()
+    expect(output).to_contain_text("GET /api/admin/users → 403")
+    expect(output).to_contain_text('"detail": "Permission denied"')
+    page.get_by_role("button", name="Open websocket /ws/org").click()
+    expect(output).to_contain_text("closed: 4403 Permission denied")
+    page.get_by_role("button", name="GET /api/me").click()
+    expect(output).to_contain_text("GET /api/me → 200")
+    screenshot(page, "dashboard")
+
+    with page.expect_response(re.compile(r"/admin$")) as answer:
+        page.get_by_role("link", name="Admin", exact=True).click()
+    assert answer.value.status == 403
+    expect(page.get_by_role("heading", name="403 · Forbidden")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("/admin needs ADMIN or a higher role")
+    screenshot(page, "forbidden")
+
+
+def test_promotion_shows_after_refresh(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    user = new_context().new_page()
+    sign_in(user, "ulf")
+    expect(user.locator("dd [data-session-role]")).to_have_text("USER")
+
+    admin = new_context().new_page()
+    sign_in(admin, "ada")
+    admin.get_by_role("link", name="Admin", exact=True).click()
+    expect(admin.get_by_role("heading", name="Admin")).to_be_visible()
+    row = admin.locator("#user-ulf")
+    row.get_by_label("Role for ulf").select_option("ADMIN")
+    row.get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_contain_text("ulf is now ADMIN")
+    expect(admin.locator("#user-ulf .role")).to_have_text("ADMIN")
+    screenshot(admin, "admin")
+
+    # No reload: the page still shows USER until the button refreshes the session.
+    expect(user.locator("dd [data-session-role]")).to_have_text("USER")
+    user.get_by_role("button", name="Refresh session").click()
+    expect(user.locator("#refresh-status")).to_have_text("Refreshed: your role is ADMIN.")
+    expect(user.locator("dd [data-session-role]")).to_have_text("ADMIN")
+    expect(user.locator(".pill [data-session-role]")).to_have_text("ADMIN")
+    expect(user.locator("#browser-session")).to_contain_text('"role": "ADMIN"')
+    user.get_by_role("link", name="Admin", exact=True).click()
+    expect(user.get_by_role("heading", name="Admin")).to_be_visible()
+    expect(user).to_have_url(path_is("/admin"))
+
+
+def test_role_change_shows_on_the_next_page_load(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    if not freshness_wired():
+        pytest.skip("the middleware does not revalidate sessions yet (freshness)")
+    user = new_context().new_page()
+    sign_in(user, "olga")
+    expect(user.locator("dd [data-session-role]")).to_have_text("ORG_ADMIN")
+
+    admin = new_context().new_page()
+    sign_in(admin, "ada")
+    admin.goto("/admin")
+    admin.locator("#user-olga").get_by_label("Role for olga").select_option("USER")
+    admin.locator("#user-olga").get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_contain_text("olga is now USER")
+
+    user.reload()  # no button: the middleware sees the new session version
+    expect(user.locator("dd [data-session-role]")).to_have_text("USER")
+    response = user.goto("/org")
+    assert response is not None and response.status == 403
+    admin.locator("#user-olga").get_by_label("Role for olga").select_option("ORG_ADMIN")
+    admin.locator("#user-olga").get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_contain_text("olga is now ORG_ADMIN")
+    user.goto("/org")
+    expect(user.get_by_role("heading", name="Organization")).to_be_visible()
+
+
+def test_refresh_from_the_forbidden_page(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    user = new_context().new_page()
+    sign_in(user, "uma")
+    user.goto("/org")
+    expect(user.get_by_role("heading", name="403 · Forbidden")).to_be_visible()
+
+    admin = new_context().new_page()
+    sign_in(admin, "ada")
+    admin.goto("/admin")
+    admin.locator("#user-uma").get_by_label("Role for uma").select_option("ORG_ADMIN")
+    admin.locator("#user-uma").get_by_role("button", name="Save").click()
+    expect(admin.get_by_role("status")).to_contain_text("uma is now ORG_ADMIN")
+
+    user.get_by_role("button", name="Refresh session and try again").click()
+    expect(user.get_by_role("heading", name="Organization")).to_be_visible()
+    expect(user.locator(".pill [data-session-role]")).to_have_text("ORG_ADMIN")
+    screenshot(user, "org")
+
+
+def test_sign_out_clears_every_session_cookie(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    context = new_context()
+    page = context.new_page()
+    sign_in(page, "olga")
+    expect(page).to_have_url(path_is("/dashboard"))
+    assert session_cookies(context) == ["session"]
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(path_is("/login"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert session_cookies(context) == []
+    page.goto("/dashboard")
+    expect(page).to_have_url(path_is("/login?next=%2Fdashboard"))
+
+
+def test_tampered_cookie_lands_on_the_sign_in_page(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    context = new_context()
+    page = context.new_page()
+    sign_in(page, "uma")
+    expect(page).to_have_url(path_is("/dashboard"))
+    [cookie] = [c for c in context.cookies() if c["name"] == "session"]
+    value = cookie["value"]
+    middle = len(value) // 2
+    tampered = value[:middle] + ("A" if value[middle] != "A" else "B") + value[middle + 1:]
+    context.add_cookies([{**cookie, "value": tampered}])  # type: ignore[typeddict-item]
+
+    response = page.goto("/dashboard")
+    assert response is not None and response.status == 200
+    expect(page).to_have_url(path_is("/login?next=%2Fdashboard"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert session_cookies(context) == []  # the bad cookie was expired
+
+    context.add_cookies([{**cookie, "value": "garbage"}])  # type: ignore[typeddict-item]
+    page.goto("/admin")
+    expect(page).to_have_url(path_is("/login?next=%2Fadmin"))
+
+
+def test_next_returns_to_the_page_first_asked_for(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    page = new_context().new_page()
+    page.goto("/org")
+    expect(page).to_have_url(path_is("/login?next=%2Forg"))
+    expect(page.locator(".note")).to_have_text("Sign in to see /org.")
+    sign_in(page, "olga", from_login_page=True)
+    expect(page).to_have_url(path_is("/org"))
+    expect(page.get_by_role("heading", name="Organization")).to_be_visible()
+
+
+def test_https_secure_cookie_refresh_and_websocket(
+        browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    server = DemoServer(tmp_path, https=True)
+    context = browser.new_context(base_url=server.url, ignore_https_errors=True)
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        sign_in(page, "olga")
+        expect(page).to_have_url(path_is("/dashboard"))
+        cookies = {cookie["name"]: cookie for cookie in context.cookies()}
+        assert cookies["session"]["secure"] is True
+        assert cookies["session"]["httpOnly"] is True
+        assert cookies["csrftoken"]["secure"] is True
+        page.get_by_role("button", name="Refresh session").click()
+        expect(page.locator("#refresh-status")).to_have_text(
+            "Refreshed: your role is ORG_ADMIN.")
+        page.get_by_role("button", name="Open websocket /ws/org").click()
+        output = page.locator("#api-output")
+        expect(output).to_contain_text('message: {"hello":"olga","role":"ORG_ADMIN"}')
+        expect(output).to_contain_text("closed: 1000 bye")
+    finally:
+        context.close()
+        server.stop()
