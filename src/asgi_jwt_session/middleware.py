@@ -18,6 +18,7 @@ from asgi_jwt_session.authjs import (
 )
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.cookies import CookieWriter, read_session_cookie
+from asgi_jwt_session.freshness import Freshness
 from asgi_jwt_session.guards import (
     AuthError,
     SessionAuthUser,
@@ -90,6 +91,7 @@ class JWTSessionMiddleware:
             name = config.session_cookie
             self.cookies.append((name, self.codec, self.writer(name)))
         self.writable = config.format == "jwe" or config.authjs_write
+        self.freshness = Freshness.from_config(config)  # None without a store or loader
 
     def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
         config = self.config
@@ -123,6 +125,8 @@ class JWTSessionMiddleware:
         initial_session_was_empty = session is None
         if session is None:
             session = Session()
+        elif self.freshness is not None and self.freshness.is_stale(session, now):
+            await self.freshness.revalidate(session, now)  # the only I/O, and rare
         scope["session"] = session
         scope["session_middleware"] = self
         scope["user"] = SessionAuthUser(session)
