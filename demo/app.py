@@ -172,10 +172,7 @@ async def change_role(request: Request) -> Response:
     session = auth(request)
     if session is not None and user.id == me.id:  # your own role: seen at once
         session.set_role(user.role, version=user.session_version)
-    request.session["flash"] = (
-        f"{user.id} is now {user.role}. They see it after a session refresh "
-        "or their next sign-in."
-    )
+    request.session["flash"] = f"{user.id} is now {user.role}: they see it on their next request."
     return RedirectResponse("/admin", status_code=303)
 
 
