@@ -4,6 +4,7 @@ from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.cookies import SessionTooLarge
 from asgi_jwt_session.csrf import CSRFError, csrf_token, set_csrf_cookie, verify_csrf
 from asgi_jwt_session.endpoints import session_routes
+from asgi_jwt_session.freshness import PostgresVersionFeed, VersionFeed
 from asgi_jwt_session.guards import (
     AuthError,
     NotAuthenticated,
@@ -19,7 +20,13 @@ from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.middleware import JWTSessionMiddleware
 from asgi_jwt_session.roles import Role, RoleHierarchy
 from asgi_jwt_session.session import Session, SessionUser, auth, login, logout
-from asgi_jwt_session.store import RoleStore, StoredUser, StoreUnavailable, update_user_role
+from asgi_jwt_session.store import (
+    RoleStore,
+    StoredUser,
+    StoreUnavailable,
+    revoke_sessions,
+    update_user_role,
+)
 from asgi_jwt_session.tokens import ExpiredToken, InvalidToken, TokenCodec, UnknownKey
 
 __version__ = "0.1.0"
@@ -33,6 +40,7 @@ __all__ = [
     "Keyring",
     "NotAuthenticated",
     "PermissionDenied",
+    "PostgresVersionFeed",
     "Role",
     "RoleHierarchy",
     "RoleStore",
@@ -44,6 +52,7 @@ __all__ = [
     "StoredUser",
     "TokenCodec",
     "UnknownKey",
+    "VersionFeed",
     "auth",
     "csrf_token",
     "handle_auth_error",
@@ -53,6 +62,7 @@ __all__ = [
     "require_role",
     "requires_login",
     "requires_role",
+    "revoke_sessions",
     "safe_next",
     "session_routes",
     "set_csrf_cookie",
