@@ -49,6 +49,7 @@ class JWTSessionMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        /,
         secret_key: SecretKey,
         session_cookie: str = "session",
         max_age: int | None = 30 * DAY,
