@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -38,7 +39,8 @@ from asgi_jwt_session import (
     set_csrf_cookie,
     verify_csrf,
 )
-from asgi_jwt_session.store import RoleStore, StoreUnavailable, update_user_role
+from asgi_jwt_session.freshness import CheckedUser
+from asgi_jwt_session.store import RoleStore, StoreUnavailable, revoke_sessions, update_user_role
 from tests.conftest import unavailable
 from tests.servers import PostgresServer, ServerUnavailable
 
@@ -95,14 +97,15 @@ def make_app(*routes: BaseRoute, **middleware_options: Any) -> Starlette:
 
 
 class Users:
-    """An in-memory user loader: ``{user_id: (role, version)}``; ``down`` fakes an outage."""
+    """An in-memory user loader: ``{user_id: (role, version)}`` (or a ``CheckedUser``);
+    ``down`` fakes an outage."""
 
-    def __init__(self, **users: tuple[str, int]) -> None:
+    def __init__(self, **users: tuple[str, int] | CheckedUser) -> None:
         self.users = users
         self.calls = 0
         self.down = False
 
-    async def __call__(self, user_id: str) -> tuple[str, int] | None:
+    async def __call__(self, user_id: str) -> tuple[str, int] | CheckedUser | None:
         self.calls += 1
         if self.down:
             raise StoreUnavailable("connection refused")
@@ -443,6 +446,32 @@ async def test_refresh_of_a_deleted_user_clears_the_session(users: Users,
         assert (await client.get("/auth/session")).json()["session"] is None
 
 
+@pytest.mark.parametrize("version", [2, 3])  # revoked; revoked and the role changed
+async def test_refresh_after_a_revocation_clears_the_session(users: Users, app: Starlette,
+                                                             version: int) -> None:
+    async with signed_in(app) as client:
+        token = await fetch_token(client)
+        users.users["alice"] = CheckedUser("ADMIN", version, revoked_at=int(time.time()))
+        response = await client.post("/auth/session/refresh", headers={"x-csrf-token": token})
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Not authenticated"}
+        [line] = set_cookies(response, "session")
+        assert "Max-Age=0" in line
+        assert "session" not in client.cookies
+        assert (await client.get("/auth/session")).json()["session"] is None
+
+
+async def test_refresh_keeps_a_session_signed_in_after_the_revocation(users: Users,
+                                                                      app: Starlette) -> None:
+    async with signed_in(app, version="2") as client:
+        token = await fetch_token(client)
+        users.users["alice"] = CheckedUser("ADMIN", 4, revoked_at=int(time.time()) - 1)
+        response = await client.post("/auth/session/refresh", headers={"x-csrf-token": token})
+        assert response.status_code == 200
+        assert response.json()["session"]["user"] == {"id": "alice", "role": "ADMIN"}
+        assert (await client.get("/whoami")).json()["version"] == 4
+
+
 async def test_refresh_with_the_store_down_keeps_the_session(users: Users,
                                                               app: Starlette) -> None:
     async with signed_in(app) as client:
@@ -755,6 +784,40 @@ async def test_refresh_with_postgres_store(postgres: PostgresServer, table: str)
 
     async with RoleStore(postgres.dsn, table=table) as store:
         await store_flow(store, delete_user)
+
+
+@asyncio_only
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_refresh_after_revoke_sessions(request: pytest.FixtureRequest, tmp_path: Path,
+                                             table: str, database: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    if database == "postgres":
+        url = request.getfixturevalue("postgres").dsn
+    async with RoleStore(url, table=table) as store:
+        await store.create_tables()
+        await store.create_user("alice", "USER")
+        app = make_app(session_routes(store))
+        async with signed_in(app, version="1") as client:
+            token = await fetch_token(client)
+            await revoke_sessions(store, "alice")
+            await update_user_role(store, "alice", "ADMIN")
+            response = await client.post("/auth/session/refresh",
+                                         headers={"x-csrf-token": token})
+            assert response.status_code == 401
+            assert "session" not in client.cookies
+            assert (await client.get("/auth/session")).json()["session"] is None
+
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 1)  # the next second
+        async with signed_in(app, version="3") as client:  # signed in after the revocation
+            token = await fetch_token(client)
+            await update_user_role(store, "alice", "ORG_ADMIN")
+            response = await client.post("/auth/session/refresh",
+                                         headers={"x-csrf-token": token})
+            assert response.status_code == 200
+            assert response.json()["session"]["user"] == {"id": "alice", "role": "ORG_ADMIN"}
+            assert (await client.get("/whoami")).json()["version"] == 4
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from asgi_jwt_session.freshness import (
     apply_user,
 )
 from asgi_jwt_session.session import Session, SessionUser
-from asgi_jwt_session.store import StoreUnavailable
+from asgi_jwt_session.store import StoredUser, StoreUnavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -91,24 +92,33 @@ def test_feed_max_age_must_be_positive() -> None:
 # --- the rule -------------------------------------------------------------------------------
 
 
+SIGNED_IN = NOW - 400  # the sessions' auth_time (and chk)
+
+
 @pytest.mark.parametrize(
     ("token", "stored", "expected"),
     [
-        # (role, ver) in the token; (role, version, disabled) in the store; outcome
-        (("ADMIN", 1), ("ADMIN", 1, False), ("ADMIN", 1)),  # nothing changed
-        (("ADMIN", 1), ("USER", 2, False), ("USER", 2)),  # one role change: adopted
-        (("USER", 1), ("ADMIN", 2, False), ("ADMIN", 2)),  # promotion likewise
-        (("ADMIN", 1), ("ADMIN", 2, False), None),  # revocation
-        (("ADMIN", 1), ("USER", 3, False), None),  # more than one change missed
-        (("ADMIN", 1), ("ADMIN", 3, False), None),  # demoted and promoted back, or revoked
-        (("ADMIN", 1), ("ADMIN", 1, True), None),  # disabled
-        (("ADMIN", 5), ("ADMIN", 4, False), None),  # token newer than the store
-        (("ADMIN", None), ("USER", 7, False), ("USER", 7)),  # no version: adopted
+        # (role, ver) in the token; (role, version, disabled, revoked_at) in the store;
+        # outcome
+        (("ADMIN", 1), ("ADMIN", 1, False, None), ("ADMIN", 1)),  # nothing changed
+        (("ADMIN", 1), ("USER", 2, False, None), ("USER", 2)),  # one role change: adopted
+        (("USER", 1), ("ADMIN", 2, False, None), ("ADMIN", 2)),  # promotion likewise
+        (("ADMIN", 1), ("USER", 3, False, None), ("USER", 3)),  # two changes: the newest
+        (("ADMIN", 1), ("ADMIN", 3, False, None), ("ADMIN", 3)),  # demoted, promoted back
+        (("ADMIN", 1), ("ADMIN", 2, False, None), ("ADMIN", 2)),  # same role set again
+        (("ADMIN", 1), ("ADMIN", 2, False, SIGNED_IN + 1), None),  # revoked after sign-in
+        (("ADMIN", 1), ("USER", 3, False, SIGNED_IN + 1), None),  # revoked + role change
+        (("ADMIN", 1), ("ADMIN", 2, False, SIGNED_IN), None),  # revoked in the same second
+        (("ADMIN", 2), ("USER", 3, False, SIGNED_IN - 1), ("USER", 3)),  # signed in after
+        (("ADMIN", 1), ("ADMIN", 1, True, None), None),  # disabled
+        (("ADMIN", 5), ("ADMIN", 4, False, None), None),  # token newer than the store
+        (("ADMIN", None), ("USER", 7, False, None), ("USER", 7)),  # no version: adopted
+        (("ADMIN", None), ("USER", 7, False, SIGNED_IN), None),  # ... but not revoked
     ],
 )
-def test_apply_user(token: tuple[str, int | None], stored: tuple[str, int, bool],
+def test_apply_user(token: tuple[str, int | None], stored: tuple[str, int, bool, int | None],
                     expected: tuple[str, int] | None) -> None:
-    s = session(role=token[0], version=token[1], checked_at=NOW - 400)
+    s = session(role=token[0], version=token[1], checked_at=SIGNED_IN)
     apply_user(s, CheckedUser(*stored), NOW)
     if expected is None:
         assert s.user is None and s.is_empty and s.modified
@@ -129,6 +139,15 @@ def test_apply_user_unchanged_is_not_modified() -> None:
     s = session(checked_at=NOW)
     apply_user(s, CheckedUser("ADMIN", 1), NOW)
     assert not s.modified
+    apply_user(s, CheckedUser("ADMIN", 1, revoked_at=NOW - 1), NOW)  # an older revocation
+    assert not s.modified and s.user is not None
+
+
+def test_apply_user_without_auth_time_counts_as_signed_in_long_ago() -> None:
+    s = session()
+    s.auth_time = None
+    apply_user(s, CheckedUser("ADMIN", 1, revoked_at=0), NOW)
+    assert s.user is None
 
 
 def test_checked_user_coerce() -> None:
@@ -138,9 +157,24 @@ def test_checked_user_coerce() -> None:
         session_version: int
         disabled: bool = False
 
+    @dataclass
+    class Revoked:
+        role: str
+        session_version: int
+        revoked_at: Any
+
     assert CheckedUser.coerce(None) is None
     assert CheckedUser.coerce(("USER", 3)) == CheckedUser("USER", 3)
     assert CheckedUser.coerce(Row("ADMIN", 2, True)) == CheckedUser("ADMIN", 2, True)
+    # revoked_at: whole epoch seconds, rounded down; a naive datetime is UTC.
+    when = datetime.fromtimestamp(NOW, UTC).replace(microsecond=999_999)
+    assert CheckedUser.coerce(Revoked("USER", 2, when)) == CheckedUser("USER", 2, False, NOW)
+    assert CheckedUser.coerce(Revoked("USER", 2, when.replace(tzinfo=None))).revoked_at == NOW  # type: ignore[union-attr]
+    assert CheckedUser.coerce(Revoked("USER", 2, NOW + 0.5)).revoked_at == NOW  # type: ignore[union-attr]
+    assert CheckedUser.coerce(Revoked("USER", 2, None)).revoked_at is None  # type: ignore[union-attr]
+    stored = StoredUser(id="alice", email=None, role="USER", session_version=4,
+                        updated_at=when, revoked_at=when)
+    assert CheckedUser.coerce(stored) == CheckedUser("USER", 4, False, NOW)
 
 
 # --- single flight -------------------------------------------------------------------------
@@ -301,7 +335,7 @@ async def test_revalidate_newer_feed_version_reloads() -> None:
     loader = Loader(alice=("USER", 2))
     freshness = Freshness(loader, revalidate_after=300)
     await freshness.revalidate(session(checked_at=NOW - 400), NOW)
-    loader.users["alice"] = ("USER", 3)  # revoked
+    loader.users["alice"] = CheckedUser("USER", 3, revoked_at=NOW + 1)  # revoked
     freshness.feed.publish("alice", 3)
     s = session(role="USER", version=2)
     assert freshness.is_stale(s, NOW + 1)

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_jwt_session import JWTSessionMiddleware, auth, login
-from asgi_jwt_session.freshness import VersionFeed
+from asgi_jwt_session.freshness import CheckedUser, VersionFeed
 from asgi_jwt_session.store import RoleStore, revoke_sessions, update_user_role
 from tests.conftest import unavailable
 from tests.servers import PostgresServer, ServerUnavailable
@@ -153,11 +153,24 @@ async def test_feed_change_is_seen_on_the_next_request() -> None:
         feed.publish("alice", 2)
         assert (await c.get("/me")).json()["role"] == "USER"
         assert loader.calls == 1
-        loader.users["alice"] = ("USER", 3)  # revoked
+        loader.users["alice"] = CheckedUser("USER", 3, revoked_at=int(time.time()))  # revoked
         feed.publish("alice", 3)
         response = await c.get("/me")
         assert response.status_code == 401 and expires_session(response)
         assert "session" not in c.cookies
+
+
+async def test_missed_role_changes_keep_the_session() -> None:
+    loader = Loader(alice=("ADMIN", 1))
+    feed = VersionFeed()
+    app = make_app(user_loader=loader, feed=feed)
+    async with client(app) as c:
+        await c.post("/login", params={"user": "alice"})
+        loader.users["alice"] = ("ORG_ADMIN", 3)  # two role changes while idle
+        feed.publish("alice", 3)
+        response = await c.get("/me")
+        assert response.json()["role"] == "ORG_ADMIN" and response.json()["ver"] == 3
+        assert "set-cookie" in response.headers
 
 
 @pytest.mark.parametrize("user", [None, ("ADMIN", 1, True)])
@@ -257,6 +270,52 @@ async def test_store_changes_publish_to_the_default_feed(store: RoleStore) -> No
         await c.post("/login", params={"user": "alice", "ver": "3"})
         await store.set_disabled("alice", True)
         assert (await c.get("/me")).status_code == 401
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_store_two_role_changes_keep_the_newest_role(store: RoleStore) -> None:
+    app = make_app(store=store)
+    async with client(app) as c:
+        await c.post("/login", params={"user": "alice", "ver": "1"})
+        await update_user_role(store, "alice", "USER")
+        await update_user_role(store, "alice", "ORG_ADMIN")
+        assert (await c.get("/me")).json()["role"] == "ORG_ADMIN"
+        await update_user_role(store, "alice", "ADMIN")  # the same role as at sign-in
+        await update_user_role(store, "alice", "ADMIN")
+        assert (await c.get("/me")).json() == {"role": "ADMIN", "ver": 5,
+                                               "chk": int(time.time())}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("order", ["revoke first", "role change first"])
+async def test_store_revocation_with_a_role_change_signs_out(store: RoleStore,
+                                                             order: str) -> None:
+    app = make_app(store=store)
+    async with client(app) as c:
+        await c.post("/login", params={"user": "alice", "ver": "1"})
+        if order == "revoke first":
+            await revoke_sessions(store, "alice")
+            await update_user_role(store, "alice", "USER")
+        else:
+            await update_user_role(store, "alice", "USER")
+            await revoke_sessions(store, "alice")
+        response = await c.get("/me")
+        assert response.status_code == 401 and expires_session(response)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_store_sign_in_after_a_revocation_stays(store: RoleStore, clock: Clock) -> None:
+    app = make_app(store=store)
+    revoked = await revoke_sessions(store, "alice")
+    assert revoked.revoked_at is not None
+    clock.offset = 1  # the next second: a sign-in in the revocation's second is signed out
+    async with client(app) as c:
+        await c.post("/login", params={"user": "alice", "ver": "2"})
+        await update_user_role(store, "alice", "USER")  # the feed makes it revalidate
+        response = await c.get("/me")
+        assert response.json()["role"] == "USER" and "set-cookie" in response.headers
+        clock.offset = 1 + 300  # and on the periodic check
+        assert (await c.get("/me")).json()["role"] == "USER"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import anyio
 import asyncpg
 import databases
 import pytest
+import sqlalchemy
 
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.store import (
@@ -75,6 +76,7 @@ async def test_create_and_get(store: RoleStore) -> None:
     assert created.role == "ADMIN"
     assert created.session_version == 1
     assert created.disabled is False
+    assert created.revoked_at is None
     assert created.updated_at.utcoffset() == timedelta(0)
     assert near_now(created.updated_at)
 
@@ -175,6 +177,27 @@ async def test_revoke_sessions(store: RoleStore) -> None:
     assert (await store.get_user("alice")).session_version == 3  # type: ignore[union-attr]
 
 
+async def test_revoke_sessions_sets_revoked_at(store: RoleStore) -> None:
+    await store.create_user("alice", "ADMIN")
+    revoked = await store.revoke_sessions("alice")
+    assert revoked.revoked_at is not None
+    assert revoked.revoked_at.utcoffset() == timedelta(0) and near_now(revoked.revoked_at)
+    assert revoked.revoked_at == revoked.updated_at  # one clock reading, one statement
+    assert await store.get_user("alice") == revoked
+
+    # A role change or (un)disabling bumps the version and leaves revoked_at alone.
+    updated = await store.update_user_role("alice", "USER")
+    assert (updated.session_version, updated.revoked_at) == (3, revoked.revoked_at)
+    assert updated.updated_at > revoked.updated_at
+    disabled = await store.set_disabled("alice", True)
+    assert disabled.revoked_at == revoked.revoked_at
+    assert await store.changes_since(revoked.updated_at) == [disabled]
+
+    again = await store.revoke_sessions("alice")
+    assert again.revoked_at is not None and again.revoked_at > revoked.revoked_at
+    assert again.session_version == 5
+
+
 async def test_set_disabled(store: RoleStore) -> None:
     await store.create_user("alice", "USER")
     disabled = await store.set_disabled("alice", True)
@@ -268,6 +291,7 @@ COLUMNS: dict[str, str | None] = {
     "session_version": "ver",
     "updated_at": "updatedAt",
     "disabled": None,
+    "revoked_at": None,
 }
 
 
@@ -313,11 +337,85 @@ async def test_existing_table(url: str, table: str) -> None:
 
             with pytest.raises(ValueError, match="no disabled column"):
                 await store.set_disabled("u1", True)
+            store.on_change.append(lambda user: pytest.fail("listener called"))
+            before = store.queries
+            with pytest.raises(ValueError, match="no revoked_at column"):
+                await store.revoke_sessions("u1")
+            assert store.queries == before  # refused before any query
+            assert await store.get_user("u1") == updated
+            store.on_change.clear()
             created = await store.create_user("u2", "USER", email="bo@example.com")
             assert await store.get_user("u2") == created
     finally:
         await database.execute(f"DROP TABLE IF EXISTS {table}")
         await database.disconnect()
+
+
+# The same kind of table with a revocation column of its own name.
+
+WITH_REVOKED = {
+    "sqlite": """
+        CREATE TABLE {table} (
+            "userId" TEXT PRIMARY KEY,
+            user_role TEXT NOT NULL,
+            ver INTEGER NOT NULL,
+            "updatedAt" TEXT NOT NULL,
+            "signedOutAt" TEXT
+        )""",
+    "postgresql": """
+        CREATE TABLE {table} (
+            "userId" TEXT PRIMARY KEY,
+            user_role TEXT NOT NULL,
+            ver INTEGER NOT NULL,
+            "updatedAt" TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+            "signedOutAt" TIMESTAMP WITHOUT TIME ZONE
+        )""",
+}
+
+
+async def test_existing_table_with_a_revoked_at_column(url: str, table: str) -> None:
+    columns = {**COLUMNS, "email": None, "revoked_at": "signedOutAt"}
+    database = databases.Database(url)
+    await database.connect()
+    try:
+        await database.execute(WITH_REVOKED[database.url.dialect].format(table=table))
+        await database.execute(
+            f'INSERT INTO {table} ("userId", user_role, ver, "updatedAt", "signedOutAt") '
+            "VALUES ('u1', 'USER', 7, '2024-05-01 12:30:00', '2024-05-01 12:00:00.500000')"
+        )
+        async with RoleStore(url, table=table, columns=columns) as store:
+            user = await store.get_user("u1")
+            assert user is not None
+            assert user.revoked_at == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
+
+            revoked = await store.revoke_sessions("u1")
+            assert revoked.session_version == 8
+            assert revoked.revoked_at is not None and near_now(revoked.revoked_at)
+            assert revoked.revoked_at == revoked.updated_at
+            assert await store.get_user("u1") == revoked
+            row = await database.fetch_one(f'SELECT "signedOutAt" FROM {table}')
+            assert row is not None
+            stored = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0])
+            assert stored.replace(tzinfo=UTC) == revoked.revoked_at  # UTC wall time
+
+            updated = await store.update_user_role("u1", "ADMIN")
+            assert updated.revoked_at == revoked.revoked_at
+    finally:
+        await database.execute(f"DROP TABLE IF EXISTS {table}")
+        await database.disconnect()
+
+
+async def test_default_schema_has_revoked_at(url: str, table: str) -> None:
+    async with RoleStore(url, table=table) as store:
+        assert "revoked_at" in store.table.c
+        column = store.table.c.revoked_at
+        assert column.name == "revoked_at" and column.nullable
+        assert isinstance(column.type, sqlalchemy.DateTime) and column.type.timezone
+        await store.create_tables()
+        await store.create_user("alice", "USER")
+        await store.revoke_sessions("alice")
+        raw = await store.database.fetch_one(f"SELECT revoked_at FROM {table}")
+        assert raw is not None and raw[0] is not None
 
 
 # SQLite: one file, several stores and processes.

@@ -4,9 +4,11 @@
 
 - ``GET /auth/session``: ``{"session": null | {"user": {"id", "role"}, "expires"},
   "csrfToken": "..."}``, never cached, never the token itself; sets the CSRF cookie.
-- ``POST /auth/session/refresh``: re-reads the user's role and session version from the
-  store and re-issues the cookie; 401 when signed out or the user is gone (the session
-  is cleared), 503 when the store cannot be reached (the session is kept).
+- ``POST /auth/session/refresh``: re-reads the user from the store, applies the same
+  rule as revalidation (:func:`~asgi_jwt_session.freshness.apply_user`) and re-issues
+  the cookie; 401 when signed out, or when the user is gone, disabled or their sessions
+  were revoked (the session is cleared); 503 when the store cannot be reached (the
+  session is kept).
 - ``POST /auth/signout``: clears the session and expires every chunk of its cookie.
 - ``GET /auth/session.js``: the browser client (``window.asgiJwtSession``).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -35,14 +37,12 @@ from asgi_jwt_session.csrf import (
     trusted,
     verify_csrf,
 )
+from asgi_jwt_session.freshness import CheckedUser, UserLoader, apply_user
 from asgi_jwt_session.guards import prefers_html, safe_next
 from asgi_jwt_session.session import Session, get_session, logout
 from asgi_jwt_session.store import RoleStore, StoreUnavailable
 
 __all__ = ["UserLoader", "session_routes", "session_view"]
-
-UserLoader = Callable[[str], Awaitable[tuple[str, int] | None]]
-"""``async (user_id) -> (role, session_version)``, or ``None`` when the user is gone."""
 
 NO_STORE = {"cache-control": "private, no-store"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -60,18 +60,6 @@ def session_view(session: Session, expires_at: int | None = None) -> dict[str, A
     if expires_at is not None:
         expires = datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
     return {"user": {"id": user.id, "role": user.role}, "expires": expires}
-
-
-def store_loader(store: RoleStore) -> UserLoader:
-    """A :data:`UserLoader` on a :class:`RoleStore`; a disabled user counts as gone."""
-
-    async def load_user(user_id: str) -> tuple[str, int] | None:
-        user = await store.get_user(user_id)
-        if user is None or user.disabled:
-            return None
-        return user.role, user.session_version
-
-    return load_user
 
 
 @functools.cache
@@ -132,14 +120,13 @@ class SessionEndpoints:
         if session.user is None:
             return error("Not authenticated", 401)
         try:
-            found = await self.load_user(session.user.id)
+            user = CheckedUser.coerce(await self.load_user(session.user.id))
         except StoreUnavailable:
             return error("The session store is unavailable; try again later", 503)
-        if found is None:
-            logout(request)
+        apply_user(session, user, int(time.time()))
+        if session.user is None:  # gone, disabled or revoked: cleared, the cookie expired
             return error("Not authenticated", 401)
-        role, version = found
-        session.set_role(role, version=version)
+        session.mark_modified()  # an explicit refresh always re-issues the cookie
         view = session_view(session, next_expiry(request, session))
         return JSONResponse({"session": view}, headers=NO_STORE)
 
@@ -175,8 +162,10 @@ def session_routes(
 ) -> Mount:
     """The session endpoints, mounted at ``prefix``: ``Starlette(routes=[session_routes(store)])``.
 
-    ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (``async (user_id) ->
-    (role, session_version) | None``) is where ``POST {prefix}/session/refresh`` reads
+    ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (a
+    :data:`~asgi_jwt_session.freshness.UserLoader`: ``async (user_id) -> user | None``,
+    the user a :class:`~asgi_jwt_session.store.StoredUser`, an object like it or a
+    ``(role, session_version)`` tuple) is where ``POST {prefix}/session/refresh`` reads
     the user; with neither there is no refresh endpoint. A loader signals an
     unreachable database by raising :class:`~asgi_jwt_session.store.StoreUnavailable`.
 
@@ -188,7 +177,7 @@ def session_routes(
     if store is not None and user_loader is not None:
         raise TypeError("pass a store or a user_loader, not both")
     if store is not None:
-        user_loader = store_loader(store)
+        user_loader = store.get_user
     endpoints = SessionEndpoints(user_loader, csrf_cookie=csrf_cookie, csrf_header=csrf_header,
                                  trusted_origins=trusted_origins)
     routes: list[BaseRoute] = [

@@ -8,11 +8,10 @@ newer version for its user than ``ver``, or when ``chk`` is ``revalidate_after``
 seconds old. Only then :meth:`Freshness.revalidate` loads the user, once per user for
 all concurrent requests of a process (single flight), and applies :func:`apply_user`.
 
-The store bumps a user's session version for a role change and for a revocation
-alike, so the version alone cannot tell them apart. The rule is sound, never lenient:
-a session keeps going across a version change only when it missed exactly one change
-and the role differs (that change was a role change). Anything else (a revocation, a
-re-enabled user, or several changes missed at once) signs the session out.
+The version only says *that* something changed. What changed is read from the user:
+a session ends when the user is gone or disabled, or when it was signed in at or
+before the user's ``revoked_at`` (``revoke_sessions()``); otherwise it adopts the
+stored role and version, however many changes it missed.
 
 Everything here runs under asyncio and trio (anyio primitives), except
 :class:`PostgresVersionFeed`, which wraps asyncpg and is asyncio-only.
@@ -23,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -61,8 +61,8 @@ UserLoader = Callable[[str], Awaitable[Any]]
 """``async (user_id) -> user | None``: the user as the store has it now.
 
 The user is an object with ``role``, ``session_version`` and optionally ``disabled``
-(a :class:`~asgi_jwt_session.store.StoredUser` is one), or a ``(role, session_version)``
-tuple; ``None`` when the user is gone. Raise
+and ``revoked_at`` (a :class:`~asgi_jwt_session.store.StoredUser` is one), or a
+``(role, session_version)`` tuple; ``None`` when the user is gone. Raise
 :class:`~asgi_jwt_session.store.StoreUnavailable` when the database cannot be reached.
 """
 
@@ -74,13 +74,27 @@ CLOCK_MARGIN = 60
 DEFAULT_MAX_AGE = 30 * 24 * 60 * 60
 
 
+def epoch_seconds(value: datetime | float | None) -> int | None:
+    """``revoked_at`` as whole epoch seconds: from a datetime (naive means UTC) or a
+    number; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return math.floor(value.timestamp())
+    return math.floor(value)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedUser:
-    """What revalidation needs of a user: role, session version, disabled."""
+    """What revalidation needs of a user: role, session version, disabled, and when
+    their sessions were last revoked (epoch seconds, ``None``: never)."""
 
     role: str
     session_version: int
     disabled: bool = False
+    revoked_at: int | None = None
 
     @classmethod
     def coerce(cls, found: Any) -> CheckedUser | None:
@@ -91,16 +105,18 @@ class CheckedUser:
             role, version = found
             return cls(str(role), int(version))
         return cls(str(found.role), int(found.session_version),
-                   bool(getattr(found, "disabled", False)))
+                   bool(getattr(found, "disabled", False)),
+                   epoch_seconds(getattr(found, "revoked_at", None)))
 
 
 def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> None:
     """Bring a signed-in ``session`` up to date with ``user`` as read at ``checked_at``.
 
-    Signs out when the user is gone or disabled, when the session's version is newer
-    than the store's, and when the session missed a change that was not a role change
-    (a revocation) or more than one change. Otherwise the role and version are
-    adopted and the session is marked modified (re-issued) when anything changed.
+    Signs out when the user is gone or disabled, when the session was signed in at or
+    before the user's ``revoked_at``, and when the session's version is newer than the
+    store's. Otherwise the stored role and version are adopted, however many changes
+    the session missed, and the session is marked modified (re-issued) only when its
+    role, version or ``chk`` changed.
     """
     current = session.user
     if current is None:
@@ -108,10 +124,15 @@ def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> N
     if user is None or user.disabled:
         session.logout()
         return
+    # Whole seconds on both sides: a sign-in in the same second as the revocation
+    # cannot be told from one just before it, so it is signed out too (the safe error).
+    if user.revoked_at is not None and (session.auth_time or 0) <= user.revoked_at:
+        session.logout()
+        return
     version, stored = session.version, user.session_version
-    if version is None or version == stored:
-        pass  # nothing missed (or a token without a version: adopt the store's)
-    elif not (version == stored - 1 and user.role != current.role):
+    if version is not None and version > stored:
+        # Versions only grow, so the store has gone back (a restored backup, a user
+        # deleted and created again): revocations after that point are lost with it.
         session.logout()
         return
     if version != stored or current.role != user.role or session.checked_at != checked_at:

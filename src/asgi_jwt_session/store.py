@@ -43,8 +43,8 @@ __all__ = [
     "update_user_role",
 ]
 
-COLUMNS = ("id", "email", "role", "session_version", "updated_at", "disabled")
-OPTIONAL_COLUMNS = ("email", "disabled")
+COLUMNS = ("id", "email", "role", "session_version", "updated_at", "disabled", "revoked_at")
+OPTIONAL_COLUMNS = ("email", "disabled", "revoked_at")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -58,6 +58,7 @@ class StoredUser:
     session_version: int
     updated_at: datetime  # aware, UTC
     disabled: bool = False
+    revoked_at: datetime | None = None  # aware, UTC: the last `revoke_sessions()`
 
 
 class UnknownUser(LookupError):
@@ -124,9 +125,10 @@ class RoleStore:
     ``database`` is a database URL (``sqlite:///path/to/file.db``,
     ``postgresql://user@host/db``) or a ``databases.Database``. ``table`` and ``columns``
     map the store onto an existing table: ``columns`` maps the logical names ``id``,
-    ``email``, ``role``, ``session_version``, ``updated_at`` and ``disabled`` onto the
-    table's column names; names left out keep their logical name, and ``email`` or
-    ``disabled`` mapped to ``None`` means the table has no such column.
+    ``email``, ``role``, ``session_version``, ``updated_at``, ``disabled`` and
+    ``revoked_at`` onto the table's column names; names left out keep their logical
+    name, and ``email``, ``disabled`` or ``revoked_at`` mapped to ``None`` means the
+    table has no such column (without ``revoked_at``, ``revoke_sessions`` refuses).
 
     Times are stored in UTC: SQLite as ``YYYY-MM-DD HH:MM:SS.ffffff`` text, PostgreSQL
     in ``timestamptz`` (a ``timestamp`` column holds UTC too when the connection's
@@ -210,6 +212,11 @@ class RoleStore:
             table.append_column(
                 sa.Column(names["disabled"], sa.Boolean, nullable=False,
                           server_default=sa.false(), key="disabled")
+            )
+        if names["revoked_at"] is not None:
+            table.append_column(
+                sa.Column(names["revoked_at"], sa.DateTime(timezone=True), nullable=True,
+                          key="revoked_at")
             )
         return table
 
@@ -307,6 +314,7 @@ class RoleStore:
             session_version=int(values["session_version"]),
             updated_at=_utc(values["updated_at"]),
             disabled=bool(values.get("disabled", False)),
+            revoked_at=None if values.get("revoked_at") is None else _utc(values["revoked_at"]),
         )
 
     def _now(self) -> Any:
@@ -334,7 +342,12 @@ class RoleStore:
     # Schema and seeding
 
     async def create_tables(self) -> None:
-        """Create the table and its ``updated_at`` index if they do not exist."""
+        """Create the table and its ``updated_at`` index if they do not exist.
+
+        An existing table is left as it is: a table made before ``revoked_at`` existed
+        needs ``ALTER TABLE ... ADD COLUMN revoked_at`` (a nullable timestamp), or
+        ``columns={"revoked_at": None}``.
+        """
         await self._execute(sa.schema.CreateTable(self.table, if_not_exists=True))
         for index in self.table.indexes:
             await self._execute(sa.schema.CreateIndex(index, if_not_exists=True))
@@ -385,12 +398,13 @@ class RoleStore:
 
     # Writing
 
-    async def _update(self, user_id: str, values: dict[str, Any]) -> StoredUser:
+    async def _update(self, user_id: str, values: dict[str, Any], now: Any = None
+                      ) -> StoredUser:
         c = self.table.c
         values = {
             **values,
             "session_version": c.session_version + 1,
-            "updated_at": self._now(),
+            "updated_at": self._now() if now is None else now,
         }
         query = (
             self.table.update()
@@ -417,8 +431,17 @@ class RoleStore:
         return await self._update(user_id, {"role": self._role(role)})
 
     async def revoke_sessions(self, user_id: str) -> StoredUser:
-        """Bump the session version: sign the user out everywhere."""
-        return await self._update(user_id, {})
+        """Sign the user out everywhere: every session signed in until now ends.
+
+        Sets ``revoked_at`` to now (the server's clock on PostgreSQL, as ``updated_at``)
+        and bumps the session version, so version feeds and revalidation notice. A
+        table without a ``revoked_at`` column raises ``ValueError`` before any query.
+        """
+        if "revoked_at" not in self.table.c:
+            raise ValueError("this table has no revoked_at column (a nullable timestamp); "
+                             "add one, or map it with columns=, to revoke sessions")
+        now = self._now()
+        return await self._update(user_id, {"revoked_at": now}, now)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> StoredUser:
         """Disable or re-enable a user; bumps the session version too."""
@@ -433,5 +456,5 @@ async def update_user_role(store: RoleStore, user_id: str, role: str) -> StoredU
 
 
 async def revoke_sessions(store: RoleStore, user_id: str) -> StoredUser:
-    """Sign a user out everywhere: bump the session version (see `RoleStore.revoke_sessions`)."""
+    """Sign a user out everywhere (see `RoleStore.revoke_sessions`)."""
     return await store.revoke_sessions(user_id)
