@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
 
 from asgi_jwt_session import JWTSessionMiddleware, Keyring
 from asgi_jwt_session.tokens import b64url_decode
+from tests.asgi import asgi_get
 
 pytestmark = pytest.mark.anyio
 
@@ -58,28 +58,7 @@ class Response:
 
 async def call(app: JWTSessionMiddleware, cookie_headers: list[bytes]) -> Response:
     """One GET through the raw ASGI app, Cookie headers given as raw bytes."""
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": "/", "raw_path": b"/", "root_path": "",
-        "query_string": b"", "client": ("127.0.0.1", 1234), "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver")] + [(b"cookie", c) for c in cookie_headers],
-    }
-    requests: Iterator[Message] = iter([{"type": "http.request", "body": b""}])
-
-    async def receive() -> Message:
-        return next(requests, {"type": "http.disconnect"})
-
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)  # an exception escaping fails the test right here
-    start = sent[0]
-    set_cookies = [v.decode("latin-1") for k, v in start["headers"] if k == b"set-cookie"]
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return Response(start["status"], set_cookies, orjson.loads(body))
-
+    return Response(*await asgi_get(app, "/", [(b"cookie", c) for c in cookie_headers]))
 
 def expired_names(response: Response) -> set[str]:
     """The cookies the response expires; it must not set any other."""

@@ -6,10 +6,8 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -20,10 +18,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
 from asgi_jwt_session import JWTSessionMiddleware, Keyring, TokenCodec, UnknownKey, login
 from asgi_jwt_session.tokens import b64url_decode
+from tests.asgi import asgi_get
 
 SECRET = "keys-test-secret-0123456789abcdef-xyz"
 OLD_SECRET = "old-keys-test-secret-0123456789abcdef"
@@ -247,31 +246,8 @@ def make_app(secret_key: Any, **options: Any) -> JWTSessionMiddleware:
 async def call(app: ASGIApp, path: str = "/", cookie: str | None = None
                ) -> tuple[int, list[str], Any]:
     """One GET through the raw ASGI app: status, Set-Cookie lines, JSON body."""
-    headers = [(b"host", b"testserver")]
-    if cookie is not None:
-        headers.append((b"cookie", cookie.encode("latin-1")))
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-    }
-    requests: Iterator[Message] = iter([{"type": "http.request", "body": b""}])
-
-    async def receive() -> Message:
-        return next(requests, {"type": "http.disconnect"})
-
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    set_cookies = [v.decode("latin-1") for k, v in start["headers"] if k == b"set-cookie"]
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return start["status"], set_cookies, orjson.loads(body)
-
+    headers = [] if cookie is None else [(b"cookie", cookie.encode("latin-1"))]
+    return await asgi_get(app, path, headers)
 
 def cookie_value(lines: list[str], name: str = "session") -> str:
     values = [line.split(";")[0].split("=", 1)[1] for line in lines

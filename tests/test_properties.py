@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -16,11 +14,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
 
 from asgi_jwt_session import InvalidToken, JWTSessionMiddleware, Session, TokenCodec
 from asgi_jwt_session.session import RESERVED_CLAIMS
 from asgi_jwt_session.tokens import b64url_decode
+from tests.asgi import asgi_get
 
 SECRET = "property-tests-secret-0123456789abcdef"
 FAST = settings(max_examples=300, deadline=None)
@@ -102,27 +100,7 @@ APP = JWTSessionMiddleware(Starlette(routes=[Route("/write", write), Route("/rea
 
 async def call(path: str, headers: list[tuple[bytes, bytes]], **extra: Any
                ) -> tuple[int, list[str], Any]:
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "client": ("127.0.0.1", 1234), "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver"), *headers], **extra,
-    }
-    requests: Iterator[Message] = iter([{"type": "http.request", "body": b""}])
-
-    async def receive() -> Message:
-        return next(requests, {"type": "http.disconnect"})
-
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await APP(scope, receive, send)
-    start = sent[0]
-    lines = [v.decode("latin-1") for k, v in start["headers"] if k == b"set-cookie"]
-    return start["status"], lines, orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-
+    return await asgi_get(APP, path, headers, **extra)
 
 @SLOW
 @given(data=sessions)
