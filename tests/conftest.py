@@ -22,9 +22,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the whole run (loopback, temp dir)."""
+def running_postgres() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer()
         server.start()
@@ -35,6 +33,18 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (loopback, temp dir)."""
+    yield from running_postgres()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, to stop and start again."""
+    yield from running_postgres()
 
 
 @pytest.fixture(scope="session")

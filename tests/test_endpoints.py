@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib.resources import files
@@ -41,8 +41,7 @@ from asgi_jwt_session import (
 )
 from asgi_jwt_session.freshness import CheckedUser
 from asgi_jwt_session.store import RoleStore, StoreUnavailable, revoke_sessions, update_user_role
-from tests.conftest import unavailable
-from tests.servers import PostgresServer, ServerUnavailable
+from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
@@ -818,21 +817,6 @@ async def test_refresh_after_revoke_sessions(request: pytest.FixtureRequest, tmp
             assert response.status_code == 200
             assert response.json()["session"]["user"] == {"id": "alice", "role": "ORG_ADMIN"}
             assert (await client.get("/whoami")).json()["version"] == 4
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, to stop and start again."""
-    try:
-        server = PostgresServer()
-        server.start()
-    except ServerUnavailable as exc:
-        unavailable(f"PostgreSQL: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @asyncio_only

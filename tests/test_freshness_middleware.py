@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -22,8 +22,7 @@ from starlette.routing import Route
 from asgi_jwt_session import JWTSessionMiddleware, auth, login
 from asgi_jwt_session.freshness import CheckedUser, VersionFeed
 from asgi_jwt_session.store import RoleStore, revoke_sessions, update_user_role
-from tests.conftest import unavailable
-from tests.servers import PostgresServer, ServerUnavailable
+from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
@@ -316,21 +315,6 @@ async def test_store_sign_in_after_a_revocation_stays(store: RoleStore, clock: C
         assert response.json()["role"] == "USER" and "set-cookie" in response.headers
         clock.offset = 1 + 300  # and on the periodic check
         assert (await c.get("/me")).json()["role"] == "USER"
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, since the test stops it."""
-    try:
-        server = PostgresServer()
-        server.start()
-    except ServerUnavailable as exc:
-        unavailable(f"PostgreSQL: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
