@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks demo
+	$(VENV)/bin/ruff check .
 
 typecheck: install
 	$(VENV)/bin/mypy src
@@ -27,6 +27,12 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	$(PY) -m benchmarks.run --quick
+
+bench-full: install
+	$(PY) -m benchmarks.run --full
 
 demo: install
 	HOST=$(HOST) PORT=$(PORT) $(PY) -m demo
