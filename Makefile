@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check src tests benchmarks demo
 
 typecheck: install
 	$(VENV)/bin/mypy src
