@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks demo
+	$(VENV)/bin/ruff check .
 
 typecheck: install
 	$(VENV)/bin/mypy src
@@ -30,9 +30,13 @@ clean:
 
 bench: install
 	$(PY) -m benchmarks.run --quick
+	$(PY) -m benchmarks.bench_core --json benchmarks/results/core.json
+	$(PY) -m benchmarks.bench_freshness --json benchmarks/results/freshness.json
 
 bench-full: install
 	$(PY) -m benchmarks.run --full
+	$(PY) -m benchmarks.bench_core --requests 100000 --json benchmarks/results/core.json
+	$(PY) -m benchmarks.bench_freshness --json benchmarks/results/freshness.json
 
 demo: install
 	HOST=$(HOST) PORT=$(PORT) $(PY) -m demo
