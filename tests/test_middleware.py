@@ -410,3 +410,23 @@ async def test_lifespan_passes_through() -> None:
 
     await JWTSessionMiddleware(app, secret_key=SECRET)({"type": "lifespan"}, None, None)
     assert events == ["lifespan"]
+
+
+def test_auth_marks_the_response_as_cookie_dependent() -> None:
+    async def who(request: Request) -> PlainTextResponse:
+        session = auth(request)
+        return PlainTextResponse(session.user.id if session and session.user else "-")
+
+    async def vary_star(request: Request) -> PlainTextResponse:
+        auth(request)
+        return PlainTextResponse("*", headers={"vary": "Accept-Encoding"})
+
+    app = Starlette(routes=[Route("/who", who), Route("/vary", vary_star),
+                            Route("/login", do_login)],
+                    middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET)])
+    client = TestClient(app)
+    assert client.get("/who").headers["vary"] == "Cookie"
+    client.get("/login", params={"user": "u"})
+    response = client.get("/who")
+    assert response.text == "u" and response.headers["vary"] == "Cookie"
+    assert client.get("/vary").headers["vary"] == "Accept-Encoding, Cookie"

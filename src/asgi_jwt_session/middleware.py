@@ -7,7 +7,6 @@ import time
 from typing import Any, Literal
 
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session.authjs import (
@@ -31,6 +30,16 @@ from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import InvalidToken, SessionCodec, TokenCodec
 
 logger = logging.getLogger("asgi_jwt_session")
+
+
+def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    """Add ``Cookie`` to the response's ``Vary`` header (once)."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            if b"cookie" not in value.lower() and value.strip() != b"*":
+                headers[index] = (name, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
 
 
 class JWTSessionMiddleware:
@@ -144,12 +153,11 @@ class JWTSessionMiddleware:
                 lines = self.set_cookie_lines(scope, session, carried, renew,
                                               initial_session_was_empty)
                 if lines or session.accessed:
-                    message.setdefault("headers", [])  # optional in websocket.accept
-                    headers = MutableHeaders(scope=message)
+                    # "headers" is optional in websocket.accept, and may be any iterable.
+                    headers = message["headers"] = list(message.get("headers", ()))
                     if session.accessed:
-                        headers.add_vary_header("Cookie")
-                    for line in lines:
-                        headers.append("set-cookie", line)
+                        add_vary_cookie(headers)
+                    headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
             await send(message)
 
         try:

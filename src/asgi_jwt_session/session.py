@@ -255,8 +255,13 @@ def get_session(conn: HTTPConnection | Scope) -> Session:
 
 
 def auth(conn: HTTPConnection | Scope) -> Session | None:
-    """The session when a user is signed in, else ``None``."""
+    """The session when a user is signed in, else ``None``.
+
+    Like ``request.session``, this marks the session accessed: the response depends on
+    the cookie and gets ``Vary: Cookie``.
+    """
     session = get_session(conn)
+    session.accessed = True
     return session if session.user is not None else None
 
 
