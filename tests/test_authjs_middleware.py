@@ -169,3 +169,19 @@ def test_sign_out_expires_every_chunk_when_writing(authjs: AuthJS) -> None:
 def test_authjs_format_needs_text_secrets() -> None:
     with pytest.raises((TypeError, ValueError)):
         make_client(secret_key=b"bytes are not an AUTH_SECRET" * 2).get("/me")
+
+
+def test_writes_back_under_the_name_it_read(authjs: AuthJS) -> None:
+    # Behind a TLS proxy without proxy headers the app sees http, but the browser holds
+    # the __Secure- cookie: sign-out must expire that one, with Secure.
+    token = authjs.encode(claims(), SECRET, SECURE)
+    client = make_client(authjs_write=True)
+    response = client.get("/signout", headers={"cookie": f"{SECURE}={token}"})
+    (line,) = response.headers.get_list("set-cookie")
+    assert line.startswith(f"{SECURE}=;") and "Secure" in line and "Max-Age=0" in line
+
+
+def test_oversized_authjs_cookie_is_refused_before_decoding() -> None:
+    client = make_client()
+    response = client.get("/me", headers={"cookie": f"{PLAIN}={'A' * 20000}"})
+    assert response.status_code == 200 and response.json() == {"user": None}

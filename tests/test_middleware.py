@@ -430,3 +430,98 @@ def test_auth_marks_the_response_as_cookie_dependent() -> None:
     response = client.get("/who")
     assert response.text == "u" and response.headers["vary"] == "Cookie"
     assert client.get("/vary").headers["vary"] == "Accept-Encoding, Cookie"
+
+
+# --- edge cases -------------------------------------------------------------------------
+
+
+def test_clear_signs_the_user_out(client_for: Callable[..., TestClient]) -> None:
+    client = client_for()
+    client.get("/login", params={"user": "u1"})
+    response = client.post("/clear_session")
+    assert "Max-Age=0" in set_cookies(response)[0]
+    assert client.get("/view_session").json() == {"session": {}, "user": None, "role": None}
+
+
+def test_a_renewal_varies_on_cookie_even_if_the_app_never_read_the_session(
+        client_for: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for()
+    client.get("/login", params={"user": "u1"})
+    later = time.time() + 2 * 86400
+    monkeypatch.setattr(time, "time", lambda: later)
+    response = client.get("/plain")
+    assert len(set_cookies(response)) == 1
+    assert response.headers["vary"] == "Cookie"
+
+
+def test_renewal_comes_before_a_short_max_age_runs_out(
+        client_for: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(max_age=3600)  # update_age (a day) is longer than the token lives
+    client.get("/login", params={"user": "u1"})
+    start = time.time()
+    monkeypatch.setattr(time, "time", lambda: start + 1700)
+    assert set_cookies(client.get("/view_session")) == []
+    monkeypatch.setattr(time, "time", lambda: start + 1900)
+    assert len(set_cookies(client.get("/view_session"))) == 1
+    monkeypatch.setattr(time, "time", lambda: start + 3000)  # past the first token's life
+    assert client.get("/view_session").json()["user"] == "u1"
+
+
+def test_nested_user_claims_are_not_shared_between_requests() -> None:
+    async def sign_in(request: Request) -> PlainTextResponse:
+        login(request, "u1", "USER", groups=["a"])
+        return PlainTextResponse("ok")
+
+    async def meddle(request: Request) -> JSONResponse:
+        session = auth(request)
+        assert session is not None and session.user is not None
+        groups = session.user.claims["groups"]
+        groups.append("admin")
+        return JSONResponse(session.user.claims["groups"])
+
+    app = Starlette(routes=[Route("/in", sign_in), Route("/meddle", meddle)],
+                    middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET)])
+    client = TestClient(app)
+    client.get("/in")
+    assert client.get("/meddle").json() == ["a"]
+    assert client.get("/meddle").json() == ["a"]
+
+
+def test_non_string_keys_become_strings_as_in_starlette(
+        client_for: Callable[..., TestClient]) -> None:
+    async def int_key(request: Request) -> PlainTextResponse:
+        request.session[1] = "one"
+        return PlainTextResponse("ok")
+
+    app = make_app()
+    app.router.routes.append(Route("/int", int_key))
+    client = TestClient(app)
+    assert client.get("/int").status_code == 200
+    assert client.get("/view_session").json()["session"] == {"1": "one"}
+
+
+def test_max_age_follows_the_absolute_lifetime(client_for: Callable[..., TestClient]) -> None:
+    client = client_for(max_lifetime=100)
+    line = set_cookies(client.get("/login", params={"user": "u1"}))[0]
+    max_age = int(re.search(r"Max-Age=(\d+)", line).group(1))  # type: ignore[union-attr]
+    assert 95 <= max_age <= 100
+
+
+def test_same_site_none_cookies_are_always_secure(client_for: Callable[..., TestClient]) -> None:
+    client = client_for(same_site="none")
+    line = set_cookies(client.post("/update_session", json={"a": 1}))[0]
+    assert "SameSite=None" in line and "Secure" in line
+
+
+@pytest.mark.parametrize("bad", [{"path": "/" + "p" * 1100}, {"path": "/caf\u00e9"},
+                                 {"domain": "ex\u00e4mple.com"}])
+def test_attributes_that_cannot_make_a_cookie_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        JWTSessionMiddleware(make_app(), secret_key=SECRET, **bad)
+
+
+def test_config_and_keyword_options_do_not_mix() -> None:
+    from asgi_jwt_session import SessionConfig
+
+    with pytest.raises(TypeError, match="config"):
+        JWTSessionMiddleware(make_app(), SECRET, config=SessionConfig(), update_age=5)

@@ -319,10 +319,11 @@ class AuthJSSessionCodec:
     """
 
     def __init__(self, codec: AuthJSCodec, *, cache_size: int = 4096,
-                 default_role: str = "") -> None:
+                 default_role: str = "", max_token_size: int = 12 * 1024) -> None:
         self.codec = codec
         self.leeway = codec.leeway
         self.default_role = default_role
+        self.max_token_size = max_token_size
         self.cache = TokenCache(cache_size)
         header = orjson.dumps({"alg": "dir", "enc": ENCODE_ENC, "kid": codec.current_kid})
         self.current_prefix = base64url_encode(header) + "."
@@ -330,6 +331,8 @@ class AuthJSSessionCodec:
     def decode_cached(self, token: str, now: int) -> Decoded:
         decoded = self.cache.lookup(token)
         if decoded is None:
+            if len(token) > self.max_token_size:
+                raise InvalidToken("Auth.js token is too large")
             claims = self.codec.decode(token)
             for name in ("exp", "iat", "nbf", "auth_time"):
                 if isinstance(claims.get(name), float):  # jose writes integers; be lenient

@@ -98,6 +98,12 @@ class SessionConfig:
             raise ValueError("on_store_error must be 'keep' or 'signout'")
 
     @property
+    def renew_after(self) -> int:
+        """When a token is re-issued: ``update_age``, but never so late that a session
+        in use would expire (at most half of the token's lifetime)."""
+        return min(self.update_age, self.token_lifetime // 2)
+
+    @property
     def token_lifetime(self) -> int:
         """How long a token is valid after it is issued (``max_lifetime`` for a
         browser-session cookie, which has no ``Max-Age`` of its own)."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
 DELETED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+MAX_ATTRIBUTE = 1024  # RFC 6265bis caps an attribute value at 1024 bytes
 
 TOKEN_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
@@ -21,9 +22,15 @@ class SessionTooLarge(ValueError):
 
 
 def check_attribute(name: str, value: str | None) -> None:
-    """Refuse a cookie attribute value that could break out of its attribute."""
-    if value is not None and (not value or BAD_ATTRIBUTE.search(value)):
-        raise ValueError(f"invalid cookie {name} {value!r}: no ';', ',', spaces or controls")
+    """Refuse a cookie attribute value that could break out of its attribute, or that
+    could not fit in a cookie line."""
+    if value is None:
+        return
+    if not value or BAD_ATTRIBUTE.search(value) or not value.isascii():
+        raise ValueError(f"invalid cookie {name} {value!r}: ASCII only; no ';', ',', "
+                         "spaces or controls")
+    if len(value) > MAX_ATTRIBUTE:
+        raise ValueError(f"cookie {name} is {len(value)} characters, over {MAX_ATTRIBUTE}")
 
 
 def is_chunk_name(cookie_name: str, prefix: str) -> bool:
@@ -106,7 +113,8 @@ class CookieWriter:
     def attributes(self, secure: bool) -> str:
         return self.flags + "; Secure" if secure else self.flags
 
-    def set(self, token: str, *, secure: bool, carried: Iterable[str] = ()) -> list[str]:
+    def set(self, token: str, *, secure: bool, carried: Iterable[str] = (),
+            max_age: int | None = None) -> list[str]:
         """Set-Cookie lines that store ``token``, chunked when one line would pass 4096
         bytes, plus deletions for chunks the request carried that are no longer used."""
         if len(token) > self.max_size:
@@ -114,7 +122,9 @@ class CookieWriter:
                 f"session cookie would be {len(token)} bytes, over the budget of "
                 f"{self.max_size}: keep less in the session"
             )
-        attributes = self.attributes(secure) + self.max_age
+        # A token that expires sooner than max_age (the absolute lifetime) says so.
+        lifetime = self.max_age if max_age is None or not self.max_age else f"; Max-Age={max_age}"
+        attributes = self.attributes(secure) + lifetime
         single = f"{self.name}={token}; {attributes}"
         fits = (len(single) <= MAX_SET_COOKIE if self.chunk_size is None
                 else len(token) <= self.chunk_size)
@@ -126,6 +136,8 @@ class CookieWriter:
             while start < len(token):
                 chunk_name = f"{self.name}.{len(lines)}"
                 room = self.chunk_size or MAX_SET_COOKIE - len(f"{chunk_name}=; {attributes}")
+                if room < 64:
+                    raise SessionTooLarge("the cookie's attributes leave no room for its value")
                 lines.append(f"{chunk_name}={token[start:start + room]}; {attributes}")
                 names.add(chunk_name)
                 start += room

@@ -72,6 +72,8 @@ class JWTSessionMiddleware:
         **options: Any,
     ) -> None:
         self.app = app
+        if config is not None and options:
+            raise TypeError(f"options go in config=SessionConfig(...), not also {sorted(options)}")
         if isinstance(app, Starlette):
             # Wrapped from outside, its error middleware would turn AuthError into a 500.
             app.add_exception_handler(AuthError, handle_auth_error)  # type: ignore[arg-type]
@@ -92,7 +94,8 @@ class JWTSessionMiddleware:
                     AuthJSCodec(secret_key, salt=name,  # type: ignore[arg-type]
                                 role_claim=config.role_claim, max_age=config.token_lifetime,
                                 leeway=config.leeway),
-                    cache_size=config.cache_size, default_role=config.default_role)
+                    cache_size=config.cache_size, default_role=config.default_role,
+                    max_token_size=config.max_cookie_size)
                 self.cookies.append((name, codec, self.writer(name, AUTHJS_CHUNK_SIZE)))
         else:
             self.codec = TokenCodec(secret_key, leeway=config.leeway,
@@ -126,7 +129,7 @@ class JWTSessionMiddleware:
                 if session.auth_time is not None and now > session.auth_time + config.max_lifetime:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
-                renew = now - issued_at >= config.update_age or not codec.is_current(token)
+                renew = now - issued_at >= config.renew_after or not codec.is_current(token)
             except InvalidToken as exc:
                 logger.debug("session cookie %s refused: %s", name, exc)
                 session = None
@@ -150,13 +153,12 @@ class JWTSessionMiddleware:
             started = True
             if (pending or session.accessed) and message["type"] in (
                     "http.response.start", "websocket.accept"):
-                lines = self.set_cookie_lines(scope, session, carried, renew,
+                lines = self.set_cookie_lines(scope, session, name, carried, renew,
                                               initial_session_was_empty)
                 if lines or session.accessed:
                     # "headers" is optional in websocket.accept, and may be any iterable.
                     headers = message["headers"] = list(message.get("headers", ()))
-                    if session.accessed:
-                        add_vary_cookie(headers)
+                    add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
                     headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
             await send(message)
 
@@ -175,13 +177,17 @@ class JWTSessionMiddleware:
                 return name, codec, token, carried
         return name, codec, None, []
 
-    def set_cookie_lines(self, scope: Scope, session: Session, carried: list[str],
+    def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
                          renew: bool, initial_session_was_empty: bool) -> list[str]:
         """The Set-Cookie lines this response needs (most responses need none)."""
         if not self.writable:
             return []
         secure = self.is_secure(scope)
-        _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
+        if carried:  # write back where the session came from (Auth.js: https or http name)
+            _, codec, cookie = next(entry for entry in self.cookies if entry[0] == name)
+            secure = secure or name.startswith("__Secure-")
+        else:
+            _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
         if session.is_empty:
             if carried and (session.modified or initial_session_was_empty):
                 # Cleared, or a cookie we could not read: expire every chunk it had.
@@ -196,7 +202,7 @@ class JWTSessionMiddleware:
         token = codec.encode(session.to_claims(now, expires_at))
         session.issued_at = now
         session.expires_at = expires_at
-        return cookie.set(token, secure=secure, carried=carried)
+        return cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now)
 
     def expires_for(self, session: Session, now: int) -> int:
         """When a token issued for ``session`` at ``now`` expires: ``max_age`` on, capped
@@ -205,6 +211,10 @@ class JWTSessionMiddleware:
         return min(now + self.config.token_lifetime, auth_time + self.config.max_lifetime)
 
     def is_secure(self, scope: Scope) -> bool:
-        if self.config.https_only is not None:
-            return self.config.https_only
+        config = self.config
+        if config.https_only is not None:
+            return config.https_only
+        # Browsers drop SameSite=None and Partitioned cookies that are not Secure.
+        if config.same_site == "none" or config.partitioned:
+            return True
         return scope.get("scheme") in ("https", "wss")

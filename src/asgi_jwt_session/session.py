@@ -5,9 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -22,23 +20,49 @@ RESERVED_CLAIMS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class SessionUser:
     """Who is signed in: ``id``, ``role`` and any extra claims given at login.
 
     Read-only: a new role comes with :meth:`Session.set_role`, new claims with a new
-    :func:`login`.
+    :func:`login`. One user object serves every request that carries the same token,
+    so ``claims`` is kept as JSON and each access gets its own copy.
     """
+
+    __slots__ = ("claims_json", "id", "role")
 
     id: str
     role: str
-    claims: Mapping[str, Any] = field(default_factory=dict)
+    claims_json: bytes | None
+
+    def __init__(self, id: str, role: str, claims: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "role", role)
+        object.__setattr__(self, "claims_json", orjson.dumps(dict(claims)) if claims else None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("SessionUser is read-only")
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The extra claims (a fresh dict on every access)."""
+        return orjson.loads(self.claims_json) if self.claims_json is not None else {}
 
     def __getitem__(self, name: str) -> Any:
         return self.claims[name]
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.claims.get(name, default)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionUser):
+            return NotImplemented
+        return (self.id, self.role, self.claims) == (other.id, other.role, other.claims)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.role, self.claims_json))
+
+    def __repr__(self) -> str:
+        return f"SessionUser(id={self.id!r}, role={self.role!r}, claims={self.claims!r})"
 
 
 def new_session_id() -> str:
@@ -56,10 +80,11 @@ def token_fields(claims: Mapping[str, Any]) -> TokenFields:
     user = None
     if "sub" in claims:
         extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-        # One user object serves every request with this token: keep it read-only.
-        user = SessionUser(id=claims["sub"], role=claims["role"], claims=MappingProxyType(extra))
+        user = SessionUser(id=claims["sub"], role=claims["role"], claims=extra)
+    # No auth_time (an Auth.js token): the sign-in time is unknown. `iat` is no stand-in,
+    # as every re-issue renews it; revocation then signs such a session out.
     return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
-            claims.get("chk"), claims.get("auth_time", claims.get("iat")))
+            claims.get("chk"), claims.get("auth_time"))
 
 
 class Session(dict[str, Any]):
@@ -177,8 +202,7 @@ class Session(dict[str, Any]):
         if self.user is not None and self.user.id != user_id:
             super().clear()
         now = int(time.time())
-        self.user = SessionUser(id=str(user_id), role=str(role),
-                                claims=MappingProxyType(claims))
+        self.user = SessionUser(id=str(user_id), role=str(role), claims=claims)
         self.jti = new_session_id()
         self.version = version
         self.auth_time = now
@@ -188,11 +212,6 @@ class Session(dict[str, Any]):
 
     def logout(self) -> None:
         """Forget the user and every piece of data; the cookie is expired."""
-        self.user = None
-        self.jti = None
-        self.version = None
-        self.checked_at = None
-        self.auth_time = None
         self.clear()
 
     def set_role(self, role: str, *, version: int | None = None, checked_at: int | None = None
@@ -215,8 +234,14 @@ class Session(dict[str, Any]):
         super().__delitem__(key)
 
     def clear(self) -> None:
+        """Empty the session and sign the user out, as Starlette's ``clear()`` ends it."""
         self.mark_modified()
         super().clear()
+        self.user = None
+        self.jti = None
+        self.version = None
+        self.checked_at = None
+        self.auth_time = None
 
     def pop(self, key: str, *args: Any) -> Any:
         if key in self:

@@ -198,7 +198,8 @@ class TokenCodec:
     def encode(self, claims: dict[str, Any]) -> str:
         """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
         try:
-            plaintext = orjson.dumps(claims)
+            # Keys that are not strings become strings, as json.dumps (and Starlette) has it.
+            plaintext = orjson.dumps(claims, option=orjson.OPT_NON_STR_KEYS)
         except orjson.JSONEncodeError as exc:
             raise TypeError(f"session data must be JSON-serializable: {exc}") from exc
         token = jwe.JWE(plaintext, protected=self.current_header)
