@@ -43,26 +43,37 @@ SCHEMA = [
 ]
 
 
-class DatabaseSessionMiddleware:
-    """Session id cookie → ``databases`` lookup, one query per request."""
+class SessionIdMiddleware:
+    """Session id cookie → one lookup per request → ``scope["session"]``; subclasses say
+    how the lookup is done."""
 
-    def __init__(self, app: ASGIApp, database: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.database = database
+
+    async def lookup(self, sid: str) -> dict[str, Any] | None:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        scope["session"] = {}
         sid = HTTPConnection(scope).cookies.get(COOKIE)
-        if sid:
-            row = await self.database.fetch_one(
-                query=SESSION_QUERY, values={"sid": sid, "now": int(time.time())}
-            )
-            if row is not None:
-                scope["session"] = {"uid": row["id"], "role": row["role"]}
+        scope["session"] = (await self.lookup(sid) if sid else None) or {}
         await self.app(scope, receive, send)
+
+
+class DatabaseSessionMiddleware(SessionIdMiddleware):
+    """Session id cookie → ``databases`` lookup, one query per request."""
+
+    def __init__(self, app: ASGIApp, database: Any) -> None:
+        super().__init__(app)
+        self.database = database
+
+    async def lookup(self, sid: str) -> dict[str, Any] | None:
+        row = await self.database.fetch_one(
+            query=SESSION_QUERY, values={"sid": sid, "now": int(time.time())}
+        )
+        return None if row is None else {"uid": row["id"], "role": row["role"]}
 
 
 class PoolHolder:
@@ -71,49 +82,33 @@ class PoolHolder:
     pool: Any = None
 
 
-class AsyncpgSessionMiddleware:
+class AsyncpgSessionMiddleware(SessionIdMiddleware):
     """Session id cookie → raw asyncpg pool, prepared statement, one round trip."""
 
     def __init__(self, app: ASGIApp, pool: PoolHolder) -> None:
-        self.app = app
+        super().__init__(app)
         self.holder = pool
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        scope["session"] = {}
-        sid = HTTPConnection(scope).cookies.get(COOKIE)
-        if sid:
-            async with self.holder.pool.acquire() as conn:
-                row = await conn.fetchrow(SESSION_QUERY_PG, sid, int(time.time()))
-            if row is not None:
-                scope["session"] = {"uid": row[0], "role": row[1]}
-        await self.app(scope, receive, send)
+    async def lookup(self, sid: str) -> dict[str, Any] | None:
+        async with self.holder.pool.acquire() as conn:
+            row = await conn.fetchrow(SESSION_QUERY_PG, sid, int(time.time()))
+        return None if row is None else {"uid": row[0], "role": row[1]}
 
 
 async def no_reset(connection: Any) -> None:
     """asyncpg pool ``reset=``: skip the reset query (the app never changes session state)."""
 
 
-class RedisSessionMiddleware:
+class RedisSessionMiddleware(SessionIdMiddleware):
     """Session id cookie → Redis GET of a JSON blob."""
 
     def __init__(self, app: ASGIApp, redis: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.redis = redis
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        scope["session"] = {}
-        sid = HTTPConnection(scope).cookies.get(COOKIE)
-        if sid:
-            raw = await self.redis.get(f"session:{sid}")
-            if raw is not None:
-                scope["session"] = json.loads(raw)
-        await self.app(scope, receive, send)
+    async def lookup(self, sid: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"session:{sid}")
+        return None if raw is None else dict(json.loads(raw))
 
 
 # Populating the stores (run once by the suite, before any measurement).
