@@ -8,6 +8,7 @@ file, real PostgreSQL) on asyncio only, as `databases` and its drivers are async
 from __future__ import annotations
 
 import hmac
+import inspect
 import re
 import shutil
 import sqlite3
@@ -21,6 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -39,7 +41,8 @@ from asgi_jwt_session import (
     set_csrf_cookie,
     verify_csrf,
 )
-from asgi_jwt_session.freshness import CheckedUser
+from asgi_jwt_session.authjs import AuthJSCodec
+from asgi_jwt_session.freshness import CheckedUser, Freshness
 from asgi_jwt_session.store import RoleStore, StoreUnavailable, revoke_sessions, update_user_role
 from tests.servers import PostgresServer
 
@@ -160,7 +163,8 @@ async def test_session_anonymous(app: Starlette) -> None:
         response = await client.get("/auth/session")
         assert response.status_code == 200
         token = response.json()["csrfToken"]
-        assert response.json() == {"session": None, "csrfToken": token}
+        assert response.json() == {"session": None, "csrfToken": token,
+                                   "csrfHeader": "x-csrf-token"}
         assert TOKEN.fullmatch(token)
         assert response.headers["cache-control"] == "private, no-store"
         assert "cookie" in response.headers["vary"].lower()
@@ -201,13 +205,29 @@ async def test_session_signed_in(app: Starlette) -> None:
         response = await client.get("/auth/session")
         body = response.json()
         assert body["session"]["user"] == {"id": "alice", "role": "USER"}
-        assert set(body) == {"session", "csrfToken"} and set(body["session"]) == {"user", "expires"}
+        assert set(body) == {"session", "csrfToken", "csrfHeader"}
+        assert set(body["session"]) == {"user", "expires"}
         expires = datetime.fromisoformat(body["session"]["expires"])
         assert body["session"]["expires"].endswith("Z")
         assert expires.timestamp() == session_exp(client)
         assert client.cookies["session"] not in response.text  # never the token
         assert "not public" not in response.text
         assert set_cookies(response, "session") == []  # reading does not re-issue
+
+
+async def test_session_reports_the_expiry_of_a_reissued_cookie(
+        users: Users, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(session_routes(user_loader=users), user_loader=users)
+    async with signed_in(app) as client:
+        before = session_exp(client)
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 400)  # chk is revalidate_after old
+        response = await client.get("/auth/session")
+        assert set_cookies(response, "session")  # revalidated: the cookie is re-issued
+        expires = datetime.fromisoformat(response.json()["session"]["expires"]).timestamp()
+        assert expires >= before + 400 - 2
+        assert abs(expires - session_exp(client)) <= 2
+    assert users.calls == 1
 
 
 async def test_get_makes_no_store_query(users: Users, app: Starlette) -> None:
@@ -328,6 +348,26 @@ async def test_token_in_a_multipart_form_field(app: Starlette) -> None:
         assert response.status_code == 200
 
 
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_form_post_without_a_form_parser(app: Starlette, path: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # What Starlette has when python-multipart is not installed.
+    monkeypatch.setattr("starlette.requests.parse_options_header", None)
+    async with signed_in(app) as client:
+        token = await fetch_token(client)
+        response = await client.post(path, data={"csrf_token": token})
+        assert response.status_code == 403
+        assert response.json()["detail"] == "CSRF check failed: no CSRF token sent"
+        assert (await client.get("/whoami")).json()["id"] == "alice"
+        # The header still works; a sign-out form's `next` field cannot be read.
+        response = await client.post(path + "?next=/bye", data={"next": "/elsewhere"},
+                                     headers={"x-csrf-token": token, "accept": "text/html"})
+        if path == "/auth/signout":
+            assert response.status_code == 303 and response.headers["location"] == "/bye"
+        else:
+            assert response.status_code == 200
+
+
 async def test_refused_browser_post_gets_a_403_page(app: Starlette) -> None:
     async with signed_in(app) as client:
         response = await client.post("/auth/signout", headers={"accept": "text/html"},
@@ -365,6 +405,7 @@ async def test_custom_csrf_names(users: Users) -> None:
     async with signed_in(app) as client:
         token = await fetch_token(client)
         assert client.cookies["xsrf"] == token
+        assert (await client.get("/auth/session")).json()["csrfHeader"] == "x-xsrf"
         refused = await client.post("/auth/signout", headers={"x-csrf-token": token})
         assert refused.status_code == 403
         assert (await client.post("/auth/signout", headers={"x-xsrf": token})).status_code == 200
@@ -489,6 +530,73 @@ async def test_refresh_with_the_store_down_keeps_the_session(users: Users,
         assert response.json()["session"]["user"]["role"] == "ORG_ADMIN"
 
 
+async def test_refresh_with_the_database_refusing_connections(users: Users) -> None:
+    async def refused(user_id: str) -> None:
+        users.calls += 1
+        raise ConnectionRefusedError("connection refused")
+
+    app = make_app(session_routes(user_loader=refused))
+    async with signed_in(app) as client:
+        token = await fetch_token(client)
+        cookie = client.cookies["session"]
+        response = await client.post("/auth/session/refresh", headers={"x-csrf-token": token})
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("The session store is unavailable")
+        assert set_cookies(response, "session") == []
+        assert client.cookies["session"] == cookie
+        assert (await client.get("/whoami")).json()["id"] == "alice"
+    assert users.calls == 1
+
+
+async def test_refresh_with_a_hanging_store_times_out() -> None:
+    async def hangs(user_id: str) -> None:
+        await anyio.sleep_forever()
+
+    app = make_app(session_routes(user_loader=hangs, timeout=0.05))
+    async with signed_in(app) as client:
+        token = await fetch_token(client)
+        with anyio.fail_after(5):
+            response = await client.post("/auth/session/refresh",
+                                         headers={"x-csrf-token": token})
+        assert response.status_code == 503
+        assert set_cookies(response, "session") == []
+        assert (await client.get("/whoami")).json()["id"] == "alice"
+
+
+def test_refresh_timeout_is_the_revalidation_timeout() -> None:
+    default = inspect.signature(session_routes).parameters["timeout"].default
+    assert default == inspect.signature(Freshness).parameters["timeout"].default
+
+
+AUTHJS_COOKIE = "authjs.session-token"
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_read_only_authjs_session(users: Users, path: str) -> None:
+    token = AuthJSCodec(SECRET, salt=AUTHJS_COOKIE).encode({"sub": "alice", "role": "USER"})
+    app = make_app(session_routes(user_loader=users), format="authjs")
+    async with client_for(app) as client:
+        client.cookies.set(AUTHJS_COOKIE, token)
+        csrf = await fetch_token(client)
+        response = await client.post(path, headers={"x-csrf-token": csrf})
+        assert response.status_code == 409
+        assert response.json()["detail"].endswith(
+            "through Auth.js, or set authjs_write=True")
+        assert response.headers["cache-control"] == "private, no-store"
+        assert set_cookies(response, AUTHJS_COOKIE) == []
+        assert client.cookies[AUTHJS_COOKIE] == token
+        assert (await client.get("/whoami")).json()["id"] == "alice"
+    assert users.calls == 0
+
+    writable = make_app(session_routes(user_loader=users), format="authjs", authjs_write=True)
+    async with client_for(writable) as client:
+        client.cookies.set(AUTHJS_COOKIE, token)
+        csrf = await fetch_token(client)
+        response = await client.post(path, headers={"x-csrf-token": csrf})
+        assert response.status_code == 200
+        assert set_cookies(response, AUTHJS_COOKIE)  # written (re-issued or expired)
+
+
 async def test_no_refresh_endpoint_without_a_loader() -> None:
     app = make_app(session_routes())
     async with signed_in(app) as client:
@@ -591,6 +699,7 @@ let refreshGate = null;  // resolve() lets the pending refresh answer
 let nextRefreshStatus = 200;
 let failCsrfOnce = false;
 let tokenCount = 0;
+let announcedHeader = null;  // the csrfHeader GET /session names; none: an older server
 
 function reply(status, body) {
   return { ok: status >= 200 && status < 300, status, url: "", json: async () => body };
@@ -602,10 +711,13 @@ async function fakeFetch(url, init) {
   const path = new URL(url).pathname;
   if (path === "/app/v1/auth/session" && init.method === "GET") {
     tokenCount += 1;
-    return reply(200, { session: { user: { id: "alice", role } },
-                        csrfToken: "token" + tokenCount });
+    const body = { session: { user: { id: "alice", role } }, csrfToken: "token" + tokenCount };
+    if (announcedHeader !== null) body.csrfHeader = announcedHeader;
+    return reply(200, body);
   }
-  if (init.headers["X-CSRF-Token"] !== "token" + tokenCount) return reply(403, {});
+  if (init.headers[announcedHeader || "X-CSRF-Token"] !== "token" + tokenCount) {
+    return reply(403, {});
+  }
   if (failCsrfOnce) { failCsrfOnce = false; return reply(403, {}); }
   if (path === "/app/v1/auth/session/refresh") {
     await new Promise((resolve) => { refreshGate = resolve; });
@@ -696,6 +808,17 @@ assert.equal(await gone, null);
 await until(() => seenByA.length === 4);
 assert.equal(seenByA[3], null);
 assert.equal(seenByB.length, 3);  // its listener was removed
+
+// The server names its CSRF header (session_routes(csrf_header=...)): the client uses it.
+announcedHeader = "x-xsrf";
+const c = tab();
+await c.getSession();
+const start = requests.length;
+assert.equal(await c.signOut(), null);
+const sent = requests.slice(start);
+assert.deepEqual(sent.map((r) => r.method), ["POST"]);
+assert.equal(sent[0].headers["x-xsrf"], "token" + tokenCount);
+assert.equal(sent[0].headers["X-CSRF-Token"], undefined);
 console.log("ok");
 process.exit(0);
 """

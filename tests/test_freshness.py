@@ -14,7 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
+from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.freshness import (
+    DEFAULT_MAX_AGE,
     CheckedUser,
     Freshness,
     SingleFlight,
@@ -311,6 +313,29 @@ def test_feed_max_age_follows_revalidate_after() -> None:
     assert Freshness(Loader(), revalidate_after=300).feed.max_age == 360
     feed = VersionFeed(5)
     assert Freshness(Loader(), feed=feed).feed is feed and feed.max_age == 5
+
+
+def test_feed_max_age_of_the_policys_own_feed() -> None:
+    assert Freshness(Loader(), revalidate_after=None).feed.max_age == DEFAULT_MAX_AGE
+    assert Freshness(Loader(), revalidate_after=None, token_lifetime=600).feed.max_age == 600
+    from_config = Freshness.from_config
+    for options, max_age in [({}, 360), ({"revalidate_after": 120}, 180),
+                             ({"revalidate_after": None, "max_age": 3600}, 3600),
+                             ({"revalidate_after": None}, 30 * 24 * 3600)]:
+        freshness = from_config(SessionConfig(user_loader=Loader(), **options))  # type: ignore[arg-type]
+        assert freshness is not None and freshness.feed.max_age == max_age
+
+
+def test_a_feed_passed_in_is_not_changed() -> None:
+    feed = VersionFeed()
+    assert feed.max_age == DEFAULT_MAX_AGE
+    assert Freshness(Loader(), revalidate_after=300, feed=feed).feed is feed
+    config = SessionConfig(user_loader=Loader(), feed=feed, revalidate_after=60)
+    freshness = Freshness.from_config(config)
+    assert freshness is not None and freshness.feed is feed
+    assert feed.max_age == DEFAULT_MAX_AGE
+    other = Freshness.from_config(SessionConfig(user_loader=Loader(), revalidate_after=60))
+    assert other is not None and other.feed is not feed and other.feed.max_age == 120
 
 
 async def test_revalidate_demotion_and_memo() -> None:

@@ -147,6 +147,26 @@ async def test_ignores_foreign_payloads(postgres: PostgresServer,
         assert set(feed.versions) == {"alice", "bob"}
 
 
+async def test_connects_with_databases_options_in_the_url(postgres: PostgresServer,
+                                                          table: str) -> None:
+    # `databases` reads min_size, max_size and ssl itself; sent to the server as
+    # settings they would be refused. application_name is a real libpq option.
+    url = f"{postgres.dsn}?min_size=1&max_size=5&ssl=false&application_name=ajs-feed"
+    async with RoleStore(url, table=table) as store:
+        await store.create_tables()
+        await store.create_user("alice", "ADMIN")
+        feed = PostgresVersionFeed(store, min_backoff=0.01)
+        await feed.start(wait=5)
+        try:
+            assert feed.connected.is_set() and feed.connections == 1
+            assert feed.newest("alice") == 1  # caught up
+            async with feed.lock:
+                name = await feed.connection.fetchval("SHOW application_name")
+            assert name == "ajs-feed"
+        finally:
+            await feed.stop()
+
+
 def test_needs_postgres(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="PostgreSQL"):
         PostgresVersionFeed(RoleStore(f"sqlite:///{tmp_path / 'x.db'}"))

@@ -488,6 +488,49 @@ async def test_sqlite_locked_is_unavailable(tmp_path: Path) -> None:
         assert (await store.update_user_role("alice", "ADMIN")).session_version == 2
 
 
+async def test_sqlite_schema_errors_are_not_outages(tmp_path: Path, table: str) -> None:
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    async with RoleStore(url, table=table) as store:
+        await store.create_tables()
+        await store.create_user("alice", "USER")
+    # A wrong `columns=` mapping or table name is a bug to see, not an outage to wait out.
+    async with RoleStore(url, table=table, columns={"role": "user_role"}) as wrong:
+        with pytest.raises(sqlite3.OperationalError, match="no such column"):
+            await wrong.get_user("alice")
+        with pytest.raises(sqlite3.OperationalError, match="no such column"):
+            await wrong.update_user_role("alice", "ADMIN")
+    async with RoleStore(url, table="no_such_table") as missing:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await missing.get_user("alice")
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await missing.list_users()
+
+
+def test_asyncpg_arguments() -> None:
+    store = RoleStore("postgresql+asyncpg://app:p%40ss@db.example:5433/app"
+                      "?min_size=1&max_size=5&sslmode=verify-full&application_name=web")
+    dsn, arguments = store.asyncpg_arguments()
+    # libpq options stay; `databases`' pool sizes go; the store's own server settings come.
+    assert dsn == ("postgresql://app:p%40ss@db.example:5433/app"
+                   "?sslmode=verify-full&application_name=web")
+    assert arguments == {"server_settings": {"timezone": "UTC"}}
+
+    _, arguments = RoleStore("postgresql://app@db/app?ssl=TRUE").asyncpg_arguments()
+    assert arguments["ssl"] is True
+    _, arguments = RoleStore("postgresql://app@db/app?ssl=verify-full").asyncpg_arguments()
+    assert arguments["ssl"] == "verify-full"
+    dsn, _ = RoleStore("postgresql://app@/app?unix_sock=/run/pg").asyncpg_arguments()
+    assert dsn == "postgresql://app@/app?host=%2Frun%2Fpg"
+
+    own = databases.Database("postgresql://app@db/app?max_size=2", ssl=False,
+                             server_settings={"application_name": "x"}, min_size=1)
+    dsn, arguments = RoleStore(own).asyncpg_arguments()
+    assert dsn == "postgresql://app@db/app"
+    assert arguments == {"ssl": False, "server_settings": {"application_name": "x"}}
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        RoleStore("sqlite:///unused.db").asyncpg_arguments()
+
+
 # PostgreSQL: a server of its own, stopped and started again.
 
 

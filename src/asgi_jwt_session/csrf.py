@@ -25,12 +25,15 @@ The session endpoints use these; an app's own HTML forms can too::
 
 from __future__ import annotations
 
+import functools
 import hmac
+import logging
 import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import starlette.requests
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -38,9 +41,12 @@ from asgi_jwt_session.guards import PermissionDenied
 
 __all__ = ["CSRFError", "csrf_token", "set_csrf_cookie", "verify_csrf"]
 
+logger = logging.getLogger("asgi_jwt_session.csrf")
+
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
@@ -85,6 +91,29 @@ def set_csrf_cookie(request: Request, response: Response, *,
               else request.url.scheme == "https")
     response.set_cookie(cookie_name, token, path="/", secure=secure, httponly=False,
                         samesite="lax")
+
+
+def can_parse_forms() -> bool:
+    """Whether Starlette can parse form bodies here (it needs ``python-multipart``)."""
+    return getattr(starlette.requests, "parse_options_header", None) is not None
+
+
+@functools.cache
+def warn_no_form_parser() -> None:
+    logger.warning("python-multipart is not installed: form fields (csrf_token, next) "
+                   "are not read; send the CSRF token in a header")
+
+
+async def form_field(request: Request, name: str) -> str | None:
+    """The text field ``name`` of a form body; ``None`` when the request is no form,
+    has no such field, or forms cannot be parsed (no ``python-multipart``)."""
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        return None
+    if not can_parse_forms():
+        warn_no_form_parser()  # once per process
+        return None
+    value = (await request.form()).get(name)
+    return value if isinstance(value, str) else None
 
 
 def origin_of(url: str) -> str | None:
@@ -144,8 +173,9 @@ async def verify_csrf(
     carries the CSRF cookie's token in the ``header_name`` header or ``field_name``
     form field. GET, HEAD, OPTIONS and TRACE pass unchecked.
 
-    Reading the form field needs ``python-multipart``; the form stays cached on the
-    request, so the endpoint can still ``await request.form()``.
+    Reading the form field needs ``python-multipart``; without it only the header
+    counts. The form stays cached on the request, so the endpoint can still ``await
+    request.form()``.
     """
     if request.method in SAFE_METHODS:
         return
@@ -154,10 +184,8 @@ async def verify_csrf(
     if expected is None or not TOKEN.fullmatch(expected):
         raise CSRFError("CSRF check failed: no CSRF cookie")
     submitted = request.headers.get(header_name)
-    if submitted is None and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")):
-        value = (await request.form()).get(field_name)
-        submitted = value if isinstance(value, str) else None
+    if submitted is None:
+        submitted = await form_field(request, field_name)
     if submitted is None:
         raise CSRFError("CSRF check failed: no CSRF token sent")
     if not hmac.compare_digest(expected.encode(), submitted.encode("utf-8", "replace")):

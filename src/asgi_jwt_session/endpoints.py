@@ -3,16 +3,20 @@
 ``session_routes(store)`` is a :class:`~starlette.routing.Mount` (``/auth`` by default):
 
 - ``GET /auth/session``: ``{"session": null | {"user": {"id", "role"}, "expires"},
-  "csrfToken": "..."}``, never cached, never the token itself; sets the CSRF cookie.
+  "csrfToken": "...", "csrfHeader": "x-csrf-token"}``, never cached, never the token
+  itself; sets the CSRF cookie. ``csrfHeader`` names the header the POSTs take the
+  token in.
 - ``POST /auth/session/refresh``: re-reads the user from the store, applies the same
   rule as revalidation (:func:`~asgi_jwt_session.freshness.apply_user`) and re-issues
   the cookie; 401 when signed out, or when the user is gone, disabled or their sessions
-  were revoked (the session is cleared); 503 when the store cannot be reached (the
-  session is kept).
+  were revoked (the session is cleared); 503 when the store cannot be reached or does
+  not answer within ``timeout`` seconds (the session is kept).
 - ``POST /auth/signout``: clears the session and expires every chunk of its cookie.
 - ``GET /auth/session.js``: the browser client (``window.asgiJwtSession``).
 
-Both POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`).
+Both POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`). When the middleware
+only reads the cookie (Auth.js format without ``authjs_write=True``), they answer 409:
+Auth.js owns that cookie.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -33,19 +38,25 @@ from asgi_jwt_session.csrf import (
     CSRF_COOKIE,
     CSRF_HEADER,
     csrf_token,
+    form_field,
     set_csrf_cookie,
     trusted,
     verify_csrf,
 )
-from asgi_jwt_session.freshness import CheckedUser, UserLoader, apply_user
+from asgi_jwt_session.freshness import (
+    DEFAULT_TIMEOUT,
+    UNAVAILABLE,
+    CheckedUser,
+    UserLoader,
+    apply_user,
+)
 from asgi_jwt_session.guards import prefers_html, safe_next
 from asgi_jwt_session.session import Session, get_session, logout
-from asgi_jwt_session.store import RoleStore, StoreUnavailable
+from asgi_jwt_session.store import RoleStore
 
 __all__ = ["UserLoader", "session_routes", "session_view"]
 
 NO_STORE = {"cache-control": "private, no-store"}
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def session_view(session: Session, expires_at: int | None = None) -> dict[str, Any] | None:
@@ -70,9 +81,10 @@ def client_script() -> tuple[bytes, str]:
 
 
 def next_expiry(request: Request, session: Session) -> int | None:
-    """When the cookie the middleware is about to issue will expire."""
+    """When the cookie the middleware is about to issue will expire (``None``: it
+    issues none)."""
     middleware = request.scope.get("session_middleware")
-    if middleware is None:
+    if middleware is None or not middleware.writable:
         return None
     expires_at: int = middleware.expires_for(session, int(time.time()))
     return expires_at
@@ -80,6 +92,18 @@ def next_expiry(request: Request, session: Session) -> int | None:
 
 def error(detail: str, status_code: int) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code, headers=NO_STORE)
+
+
+def read_only(request: Request) -> bool:
+    """The middleware reads the session cookie but never writes it (Auth.js format
+    without ``authjs_write=True``)."""
+    middleware = request.scope.get("session_middleware")
+    return middleware is not None and not middleware.writable
+
+
+def read_only_error(action: str) -> JSONResponse:
+    return error(f"The session cookie is Auth.js's and read-only here: {action} through "
+                 "Auth.js, or set authjs_write=True", 409)
 
 
 class SessionEndpoints:
@@ -92,11 +116,13 @@ class SessionEndpoints:
         csrf_cookie: str,
         csrf_header: str,
         trusted_origins: Iterable[str],
+        timeout: float,
     ) -> None:
         self.load_user = load_user
         self.csrf_cookie = csrf_cookie
         self.csrf_header = csrf_header
         self.trusted_origins = trusted(trusted_origins)
+        self.timeout = timeout
 
     async def verify_csrf(self, request: Request) -> None:
         await verify_csrf(request, cookie_name=self.csrf_cookie, header_name=self.csrf_header,
@@ -106,8 +132,11 @@ class SessionEndpoints:
         session = get_session(request)
         session.mark_accessed()
         token = csrf_token(request, cookie_name=self.csrf_cookie)
-        response = JSONResponse({"session": session_view(session), "csrfToken": token},
-                                headers=NO_STORE)
+        # Revalidated on the way in: this response re-issues the cookie, with a new expiry.
+        expires_at = next_expiry(request, session) if session.modified else None
+        body = {"session": session_view(session, expires_at), "csrfToken": token,
+                "csrfHeader": self.csrf_header}
+        response = JSONResponse(body, headers=NO_STORE)
         set_csrf_cookie(request, response, cookie_name=self.csrf_cookie)
         return response
 
@@ -115,13 +144,16 @@ class SessionEndpoints:
         # The body is never read as claims: role and version come from the store only.
         await self.verify_csrf(request)
         assert self.load_user is not None
+        if read_only(request):
+            return read_only_error("refresh it")
         session = get_session(request)
         session.mark_accessed()
         if session.user is None:
             return error("Not authenticated", 401)
         try:
-            user = CheckedUser.coerce(await self.load_user(session.user.id))
-        except StoreUnavailable:
+            with anyio.fail_after(self.timeout):
+                user = CheckedUser.coerce(await self.load_user(session.user.id))
+        except UNAVAILABLE:  # as revalidation: unreachable, or too slow
             return error("The session store is unavailable; try again later", 503)
         apply_user(session, user, int(time.time()))
         if session.user is None:  # gone, disabled or revoked: cleared, the cookie expired
@@ -132,12 +164,12 @@ class SessionEndpoints:
 
     async def signout(self, request: Request) -> Response:
         await self.verify_csrf(request)
+        if read_only(request):
+            return read_only_error("sign out")
         logout(request)
         if prefers_html(request.scope):  # a plain HTML form: back to a page of this site
-            target = request.query_params.get("next")
-            if request.headers.get("content-type", "").startswith(FORM_TYPES):
-                field = (await request.form()).get("next")
-                target = field if isinstance(field, str) else target
+            field = await form_field(request, "next")
+            target = field if field is not None else request.query_params.get("next")
             return RedirectResponse(safe_next(target), status_code=303, headers=NO_STORE)
         return JSONResponse({"session": None}, headers=NO_STORE)
 
@@ -158,6 +190,7 @@ def session_routes(
     csrf_cookie: str = CSRF_COOKIE,
     csrf_header: str = CSRF_HEADER,
     trusted_origins: Iterable[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
     name: str | None = "auth",
 ) -> Mount:
     """The session endpoints, mounted at ``prefix``: ``Starlette(routes=[session_routes(store)])``.
@@ -167,7 +200,9 @@ def session_routes(
     the user a :class:`~asgi_jwt_session.store.StoredUser`, an object like it or a
     ``(role, session_version)`` tuple) is where ``POST {prefix}/session/refresh`` reads
     the user; with neither there is no refresh endpoint. A loader signals an
-    unreachable database by raising :class:`~asgi_jwt_session.store.StoreUnavailable`.
+    unreachable database by raising :class:`~asgi_jwt_session.store.StoreUnavailable`
+    (or ``OSError``, ``TimeoutError``); one that takes longer than ``timeout`` seconds
+    counts as unreachable too (503, the session kept).
 
     ``csrf_cookie`` and ``csrf_header`` name the double-submit token's cookie and
     header (the form field is ``csrf_token``); ``trusted_origins`` are other origins
@@ -179,7 +214,7 @@ def session_routes(
     if store is not None:
         user_loader = store.get_user
     endpoints = SessionEndpoints(user_loader, csrf_cookie=csrf_cookie, csrf_header=csrf_header,
-                                 trusted_origins=trusted_origins)
+                                 trusted_origins=trusted_origins, timeout=timeout)
     routes: list[BaseRoute] = [
         Route("/session", endpoints.session, methods=["GET"], name="session"),
         Route("/signout", endpoints.signout, methods=["POST"], name="signout"),

@@ -71,7 +71,8 @@ UNAVAILABLE = (StoreUnavailable, OSError, TimeoutError)
 # Feed entries and catch-up reach this much further back than revalidate_after, for
 # clocks of other machines that run a little behind.
 CLOCK_MARGIN = 60
-DEFAULT_MAX_AGE = 30 * 24 * 60 * 60
+DEFAULT_MAX_AGE = 30 * 24 * 60 * 60  # a feed's, when nobody chose: the default token lifetime
+DEFAULT_TIMEOUT = 5.0  # seconds a user load may take before the store counts as unreachable
 
 
 def epoch_seconds(value: datetime | float | None) -> int | None:
@@ -145,16 +146,18 @@ class VersionFeed:
     ``publish(user_id, version)`` records a change (a smaller version than the one
     known is ignored); ``newest(user_id)`` is one dict lookup. Entries are dropped
     ``max_age`` seconds after they were published, so memory is bounded by the changes
-    of one ``max_age``; ``None`` lets the middleware choose (``revalidate_after`` plus
-    a margin: older changes are caught by revalidation anyway, else the token
-    lifetime). :meth:`watch` wires it to a :class:`RoleStore`'s ``on_change``.
+    of one ``max_age``. ``None`` means 30 days (the default token lifetime). The
+    middleware's own feed keeps ``revalidate_after`` plus a minute instead (older
+    changes are caught by revalidation anyway); pass the same to a feed you make
+    yourself to keep it as small. :meth:`watch` wires it to a :class:`RoleStore`'s
+    ``on_change``.
     """
 
     def __init__(self, max_age: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_age is not None and max_age <= 0:
             raise ValueError("max_age must be positive")
-        self.max_age = max_age
+        self.max_age: float = DEFAULT_MAX_AGE if max_age is None else max_age
         self.clock = clock
         self.versions: dict[str, int] = {}
         self.published: OrderedDict[str, float] = OrderedDict()
@@ -172,7 +175,7 @@ class VersionFeed:
 
     def prune(self, now: float | None = None) -> None:
         """Drop entries published more than ``max_age`` seconds ago."""
-        horizon = (self.clock() if now is None else now) - (self.max_age or DEFAULT_MAX_AGE)
+        horizon = (self.clock() if now is None else now) - self.max_age
         published = self.published
         while published:
             user_id, at = next(iter(published.items()))
@@ -267,11 +270,14 @@ class Freshness:
     - ``load_user``: a :data:`UserLoader` (``RoleStore.get_user`` for a store).
     - ``revalidate_after``: seconds after ``chk`` at which a session is checked again
       (``None``: only when the feed says so).
-    - ``feed``: the :class:`VersionFeed` consulted on every request.
+    - ``feed``: the :class:`VersionFeed` consulted on every request, used as it is;
+      without one the policy makes its own, keeping changes for ``revalidate_after``
+      plus a minute (``token_lifetime`` when ``revalidate_after`` is ``None``).
     - ``on_store_error``: when the store cannot be reached, ``"keep"`` serves the
       current claims and tries again ``retry_after`` seconds later (logged once per
       interval); ``"signout"`` signs out every session that needed the check.
     - ``timeout``: seconds a load may take before it counts as unreachable.
+    - ``token_lifetime``: how long a token lives (see ``feed``).
 
     A load is remembered for ``revalidate_after`` seconds (``memo``, bounded), so a
     user whose browser still sends the old cookie, or a client that ignores cookies,
@@ -286,8 +292,9 @@ class Freshness:
         feed: VersionFeed | None = None,
         on_store_error: StoreErrorPolicy = "keep",
         retry_after: int = 30,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
         memo_size: int = 65536,
+        token_lifetime: int = DEFAULT_MAX_AGE,
     ) -> None:
         if revalidate_after is not None and revalidate_after <= 0:
             raise ValueError("revalidate_after must be positive, or None")
@@ -295,10 +302,10 @@ class Freshness:
             raise ValueError("on_store_error must be 'keep' or 'signout'")
         self.load_user = load_user
         self.revalidate_after = revalidate_after
-        self.feed = feed if feed is not None else VersionFeed()
-        if self.feed.max_age is None:
-            self.feed.max_age = (revalidate_after + CLOCK_MARGIN if revalidate_after
-                                 else DEFAULT_MAX_AGE)
+        if feed is None:
+            feed = VersionFeed(revalidate_after + CLOCK_MARGIN if revalidate_after is not None
+                               else token_lifetime)
+        self.feed = feed
         self.versions = self.feed.versions  # the hot path's one dict lookup
         self.on_store_error = on_store_error
         self.retry_after = retry_after
@@ -317,14 +324,12 @@ class Freshness:
             load_user = config.store.get_user
         if load_user is None:
             return None
-        feed = config.feed if config.feed is not None else VersionFeed()
-        if feed.max_age is None:
-            after = config.revalidate_after
-            feed.max_age = after + CLOCK_MARGIN if after else config.token_lifetime
+        freshness = cls(load_user, revalidate_after=config.revalidate_after,
+                        feed=config.feed, on_store_error=config.on_store_error,
+                        token_lifetime=config.token_lifetime)
         if config.store is not None:
-            feed.watch(config.store)
-        return cls(load_user, revalidate_after=config.revalidate_after, feed=feed,
-                   on_store_error=config.on_store_error)
+            freshness.feed.watch(config.store)
+        return freshness
 
     @property
     def queries(self) -> int:
@@ -407,7 +412,8 @@ class PostgresVersionFeed(VersionFeed):
     **asyncio only** (asyncpg). It watches ``store`` (a PostgreSQL :class:`RoleStore`):
     each change the store makes is published here at once and sent to the other
     processes with ``pg_notify(channel, '{"id": ..., "ver": ...}')``; their feeds
-    LISTEN on their own asyncpg connection (``dsn``, by default the store's).
+    LISTEN on their own asyncpg connection (``dsn``; by default the store's database,
+    see :meth:`RoleStore.asyncpg_arguments`).
 
     Start it with the app's lifespan (``async with feed:`` or ``await feed.start()``
     and ``await feed.stop()``). On start, and after every reconnect, it catches up
@@ -441,7 +447,10 @@ class PostgresVersionFeed(VersionFeed):
         if not store.is_postgres:
             raise ValueError("PostgresVersionFeed needs a PostgreSQL RoleStore")
         self.store = store
-        self.dsn = dsn or str(store.database.url.replace(driver=""))
+        self.connect_arguments: dict[str, Any] = {}
+        if dsn is None:
+            dsn, self.connect_arguments = store.asyncpg_arguments()
+        self.dsn = dsn
         self.channel = channel or default_channel(store)
         if not CHANNEL.fullmatch(self.channel):
             raise ValueError(f"not a usable channel name: {self.channel!r}")
@@ -462,10 +471,10 @@ class PostgresVersionFeed(VersionFeed):
         self.watch(store)
 
     @staticmethod
-    async def _asyncpg_connect(dsn: str, *, timeout: float) -> Any:
+    async def _asyncpg_connect(dsn: str, *, timeout: float, **arguments: Any) -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
-        return await asyncpg.connect(dsn, timeout=timeout)
+        return await asyncpg.connect(dsn, timeout=timeout, **arguments)
 
     # Lifecycle
 
@@ -522,7 +531,8 @@ class PostgresVersionFeed(VersionFeed):
 
     async def listen(self) -> None:
         """One connection's life: LISTEN, catch up, keep alive until it is lost."""
-        connection = await self.connect(self.dsn, timeout=self.connect_timeout)
+        connection = await self.connect(self.dsn, timeout=self.connect_timeout,
+                                        **self.connect_arguments)
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _: lost.set())
@@ -530,7 +540,7 @@ class PostgresVersionFeed(VersionFeed):
             # LISTEN is in effect: later commits notify; earlier ones are caught up.
             server_now: datetime = await connection.fetchval("SELECT now()")
             if self.last_alive is None:
-                since = server_now - timedelta(seconds=self.max_age or DEFAULT_MAX_AGE)
+                since = server_now - timedelta(seconds=self.max_age)
             else:
                 since = self.last_alive - timedelta(seconds=self.margin)
             for user in await self.store.changes_since(since):

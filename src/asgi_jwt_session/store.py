@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import databases
 import sqlalchemy as sa
@@ -46,6 +48,15 @@ __all__ = [
 COLUMNS = ("id", "email", "role", "session_version", "updated_at", "disabled", "revoked_at")
 OPTIONAL_COLUMNS = ("email", "disabled", "revoked_at")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# SQLite failures that mean "cannot reach the database now": locked or busy, cannot
+# open the file, disk I/O, disk full. Other errors ("no such column/table", a wrong
+# `columns=` mapping) are bugs, and raise as they are.
+SQLITE_UNAVAILABLE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+                                sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL})
+SQLITE_UNAVAILABLE_MESSAGE = re.compile(r"locked|busy|unable to open|disk I/O|disk is full")
+# URL query options that `databases` reads itself; asyncpg would send them to the
+# server as settings, which it refuses.
+DATABASES_OPTIONS = ("min_size", "max_size", "ssl", "unix_sock")
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,12 @@ Listener = Callable[[StoredUser], Awaitable[None] | None]
 
 
 def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """(errors meaning "cannot reach the database", errors meaning "constraint violated")."""
-    unavailable: list[type[Exception]] = [OSError, sqlite3.OperationalError]
+    """(errors meaning "cannot reach the database", errors meaning "constraint violated").
+
+    ``sqlite3.OperationalError`` is not among the first: only some of them are an
+    outage (see :func:`is_unavailable`).
+    """
+    unavailable: list[type[Exception]] = [OSError]
     integrity: list[type[Exception]] = [sqlite3.IntegrityError]
     try:
         from asyncpg import exceptions as pg  # type: ignore[import-untyped]
@@ -97,6 +112,28 @@ def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception]
 
 
 UNAVAILABLE_ERRORS, INTEGRITY_ERRORS = _driver_errors()
+# What may be an outage: UNAVAILABLE_ERRORS, and some of SQLite's OperationalErrors.
+MAYBE_UNAVAILABLE: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, sqlite3.OperationalError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached now, not a bug."""
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return (code & 0xFF) in SQLITE_UNAVAILABLE  # the primary code of an extended one
+        return SQLITE_UNAVAILABLE_MESSAGE.search(str(exc)) is not None
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    try:
+        yield
+    except MAYBE_UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
+        raise StoreUnavailable(f"role store unavailable: {exc}") from exc
 
 
 def _identifier(name: str) -> str:
@@ -238,7 +275,7 @@ class RoleStore:
                 await connection.execute("PRAGMA journal_mode=WAL")
         except BaseException as exc:
             await self._close()
-            if isinstance(exc, UNAVAILABLE_ERRORS):
+            if is_unavailable(exc):
                 raise StoreUnavailable(f"cannot connect to the role store: {exc}") from exc
             raise
         self._connected = True
@@ -270,6 +307,33 @@ class RoleStore:
     ) -> None:
         await self.disconnect()
 
+    def asyncpg_arguments(self) -> tuple[str, dict[str, Any]]:
+        """A DSN and ``asyncpg.connect()`` keyword arguments for a connection of one's
+        own to this store's PostgreSQL database (a version feed's LISTEN connection).
+
+        The URL's libpq options (``sslmode``, ``application_name``, ...) stay in the
+        DSN; the ones `databases` reads itself do not: pool sizes are dropped; the
+        URL's ``ssl``, and the ``ssl`` and ``server_settings`` the ``databases.Database``
+        was given, become keyword arguments, as `databases` passes them to asyncpg.
+        """
+        if not self.is_postgres:
+            raise ValueError("not a PostgreSQL store")
+        url = self.database.url
+        options = url.options
+        query = [(key, value) for key, value in parse_qsl(url.components.query)
+                 if key not in DATABASES_OPTIONS]
+        if "unix_sock" in options and not url.components.hostname and "host" not in options:
+            query.append(("host", options["unix_sock"]))
+        dsn = str(url.replace(driver="", query=urlencode(query)))
+        arguments: dict[str, Any] = {}
+        if "ssl" in options:
+            ssl = options["ssl"].lower()
+            arguments["ssl"] = {"true": True, "false": False}.get(ssl, ssl)
+        for name in ("ssl", "server_settings"):
+            if name in self.database.options:
+                arguments[name] = self.database.options[name]
+        return dsn, arguments
+
     # Sending statements: the only place that talks to `databases`
 
     def _target(self) -> Any:
@@ -280,27 +344,21 @@ class RoleStore:
     async def _fetch_one(self, query: sa.ClauseElement) -> Any:
         target = self._target()
         self.queries += 1
-        try:
+        with _unavailable_as_store_error():
             return await target.fetch_one(query)
-        except UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailable(f"role store unavailable: {exc}") from exc
 
     async def _fetch_all(self, query: sa.ClauseElement) -> list[Any]:
         target = self._target()
         self.queries += 1
-        try:
+        with _unavailable_as_store_error():
             rows: list[Any] = await target.fetch_all(query)
-        except UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailable(f"role store unavailable: {exc}") from exc
         return rows
 
     async def _execute(self, query: sa.ClauseElement) -> None:
         target = self._target()
         self.queries += 1
-        try:
+        with _unavailable_as_store_error():
             await target.execute(query)
-        except UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailable(f"role store unavailable: {exc}") from exc
 
     # Rows
 

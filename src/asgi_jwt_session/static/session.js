@@ -18,6 +18,7 @@
     ? new BroadcastChannel("asgi-jwt-session") : null;
   const listeners = new Set();
   let csrfToken = null;
+  let csrfHeader = "X-CSRF-Token";  // until GET /session names the server's
   let refreshing = null;
 
   function notify(session) {
@@ -45,16 +46,18 @@
 
   function send(method, path) {
     const headers = { Accept: "application/json" };
-    if (method === "POST") headers["X-CSRF-Token"] = csrfToken;
+    if (method === "POST") headers[csrfHeader] = csrfToken;
     return fetch(base + path, { method, headers, credentials: "same-origin", cache: "no-store" });
   }
 
-  /** The session: null, or {user: {id, role}, expires}. Also fetches the CSRF token. */
+  /** The session: null, or {user: {id, role}, expires}. Also fetches the CSRF token
+   *  and the name of the header it goes in. */
   async function getSession() {
     const response = await send("GET", "/session");
     if (!response.ok) throw httpError(response);
     const data = await response.json();
     csrfToken = data.csrfToken;
+    if (data.csrfHeader) csrfHeader = data.csrfHeader;
     return data.session;
   }
 
