@@ -104,6 +104,7 @@ class JWTSessionMiddleware:
             name = config.session_cookie
             self.cookies.append((name, self.codec, self.writer(name)))
         self.writable = config.format == "jwe" or config.authjs_write
+        self.renew_after = config.renew_after
         self.freshness = Freshness.from_config(config)  # None without a store or loader
 
     def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
@@ -129,7 +130,7 @@ class JWTSessionMiddleware:
                 if session.auth_time is not None and now > session.auth_time + config.max_lifetime:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
-                renew = now - issued_at >= config.renew_after or not codec.is_current(token)
+                renew = now - issued_at >= self.renew_after or not codec.is_current(token)
             except InvalidToken as exc:
                 logger.debug("session cookie %s refused: %s", name, exc)
                 session = None
@@ -180,7 +181,13 @@ class JWTSessionMiddleware:
     def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
                          renew: bool, initial_session_was_empty: bool) -> list[str]:
         """The Set-Cookie lines this response needs (most responses need none)."""
-        if not self.writable:
+        empty = session.is_empty
+        if not self.writable or (
+            # Nothing to expire: no session cookie, or one that stays (not cleared).
+            not (carried and (session.modified or initial_session_was_empty)) if empty
+            # Nothing to write: unchanged and not due for renewal.
+            else not (session.modified or renew)
+        ):
             return []
         secure = self.is_secure(scope)
         if carried:  # write back where the session came from (Auth.js: https or http name)
@@ -188,13 +195,8 @@ class JWTSessionMiddleware:
             secure = secure or name.startswith("__Secure-")
         else:
             _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
-        if session.is_empty:
-            if carried and (session.modified or initial_session_was_empty):
-                # Cleared, or a cookie we could not read: expire every chunk it had.
-                return cookie.delete_all(carried, secure=secure)
-            return []
-        if not (session.modified or renew):
-            return []
+        if empty:  # cleared, or a cookie we could not read: expire every chunk it had
+            return cookie.delete_all(carried, secure=secure)
         now = int(time.time())
         if session.auth_time is None:
             session.auth_time = now
