@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from jwcrypto import jwe
 
 from tests.servers import PostgresServer, RedisServer, ServerUnavailable
 
@@ -59,3 +61,17 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Counts jwcrypto decryptions (every JWE.deserialize call, ours included)."""
+    calls: list[str] = []
+    original = jwe.JWE.deserialize
+
+    def counting(self: jwe.JWE, raw_jwe: str, key: Any = None) -> None:
+        calls.append(raw_jwe)
+        original(self, raw_jwe, key)
+
+    monkeypatch.setattr(jwe.JWE, "deserialize", counting)
+    yield calls

@@ -7,7 +7,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -67,19 +66,6 @@ def with_header(token: str, header: dict[str, Any]) -> str:
 def codec() -> TokenCodec:
     return TokenCodec(SECRET)
 
-
-@pytest.fixture
-def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Counts jwcrypto decryptions (every JWE.deserialize call, ours included)."""
-    calls: list[str] = []
-    original = jwe.JWE.deserialize
-
-    def counting(self: jwe.JWE, raw_jwe: str, key: Any = None) -> None:
-        calls.append(raw_jwe)
-        original(self, raw_jwe, key)
-
-    monkeypatch.setattr(jwe.JWE, "deserialize", counting)
-    yield calls
 
 
 # -- round trip -------------------------------------------------------------------------

@@ -61,8 +61,6 @@ def read_session_cookie(
                 found[cookie_name] = value.strip(OWS)
     if not found:
         return None, []
-    if len(found) == 1 and name in found:
-        return found[name] or None, [name]
     names = list(found)
     if name in found:
         return found[name] or None, names

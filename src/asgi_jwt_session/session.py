@@ -123,11 +123,6 @@ class Session(dict[str, Any]):
         self.auth_time = auth_time
 
     @classmethod
-    def from_claims(cls, claims: Mapping[str, Any]) -> Session:
-        """Build a session from checked token claims."""
-        return cls.from_decoded(Decoded(dict(claims)))
-
-    @classmethod
     def from_decoded(cls, decoded: Decoded) -> Session:
         """Build a session from a decoded token (as the codec's cache keeps it)."""
         fields = decoded.memo
@@ -189,6 +184,9 @@ class Session(dict[str, Any]):
     def login(self, user_id: str, role: str, *, version: int | None = None,
               **claims: Any) -> None:
         """Sign ``user_id`` in with a new session id (no fixation).
+
+        Extra claims are keyword arguments, so none can be named ``user_id`` or
+        ``version``; the reserved claim names (``sub``, ``exp``...) are refused.
 
         Data collected before sign-in stays, unless another user was signed in.
         """

@@ -181,7 +181,6 @@ class TokenCodec:
             raise ValueError("leeway must be >= 0")
         self.keyring = Keyring.coerce(secret_key)
         self.leeway = leeway
-        self.cache_size = cache_size
         self.max_token_size = max_token_size
         self.cache = TokenCache(cache_size)
         self.local = threading.local()
