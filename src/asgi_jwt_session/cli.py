@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import orjson
 
+from asgi_jwt_session.errors import InvalidToken
 from asgi_jwt_session.keys import Keyring, generate_secret
-from asgi_jwt_session.tokens import InvalidToken, TokenCodec
+from asgi_jwt_session.tokens import TokenCodec
 
 SECRET_ENV = "SESSION_SECRET"
 

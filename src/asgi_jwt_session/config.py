@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from asgi_jwt_session.cookies import check_attribute
 from asgi_jwt_session.roles import RoleHierarchy
-
-if TYPE_CHECKING:
-    from asgi_jwt_session.freshness import UserLoader, VersionFeed
-    from asgi_jwt_session.store import RoleStore
 
 DAY = 24 * 60 * 60
 
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
-    """Options of :class:`JWTSessionMiddleware` (the same keyword names it takes).
+    """The cookie, token and renewal options of :class:`JWTSessionMiddleware` (the same
+    keyword names it takes), checked once.
 
     - ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``,
       ``domain``, ``partitioned``: as in Starlette's ``SessionMiddleware``, except that
@@ -30,21 +27,6 @@ class SessionConfig:
     - ``max_cookie_size``: total budget for the token over all chunks, bytes.
     - ``login_url``: where guards send a browser that is not signed in.
     - ``roles``: the :class:`RoleHierarchy` guards check against.
-    - ``format``: ``"jwe"`` (this package's tokens) or ``"authjs"``: read the session
-      cookie that Auth.js v5 (NextAuth) writes, ``authjs.session-token`` or
-      ``__Secure-authjs.session-token``, with ``secret_key`` as its ``AUTH_SECRET``.
-    - ``authjs_write``: in ``"authjs"`` format, also write that cookie when the
-      session changes here (a role refresh, sign-out); off by default, so Auth.js
-      stays the only writer.
-    - ``role_claim``: the Auth.js claim that holds the role (``"role"``).
-    - ``default_role``: the role of an Auth.js session whose token has none.
-    - ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (``async (user_id)
-      -> user | None``) turn freshness on (see ``docs/freshness.md``): a session is
-      revalidated once its role check (``chk``) is ``revalidate_after`` seconds old
-      (``None``: only on a feed change), or at once when ``feed`` (a
-      :class:`VersionFeed`; by default an in-process one the store publishes to)
-      knows a newer session version. ``on_store_error``: ``"keep"`` serves the
-      current claims while the store is unreachable, ``"signout"`` signs out.
     """
 
     session_cookie: str = "session"
@@ -61,19 +43,8 @@ class SessionConfig:
     max_cookie_size: int = 12 * 1024
     login_url: str = "/login"
     roles: RoleHierarchy = field(default_factory=RoleHierarchy)
-    format: Literal["jwe", "authjs"] = "jwe"
-    authjs_write: bool = False
-    role_claim: str = "role"
-    default_role: str = ""
-    store: RoleStore | None = field(default=None, compare=False)
-    user_loader: UserLoader | None = field(default=None, compare=False)
-    feed: VersionFeed | None = field(default=None, compare=False)
-    revalidate_after: int | None = 300
-    on_store_error: Literal["keep", "signout"] = "keep"
 
     def __post_init__(self) -> None:
-        if self.format not in ("jwe", "authjs"):
-            raise ValueError(f"format must be 'jwe' or 'authjs', not {self.format!r}")
         check_attribute("path", self.path)
         check_attribute("domain", self.domain)
         if not self.path.startswith("/"):
@@ -90,12 +61,10 @@ class SessionConfig:
             raise ValueError("login_url must be a path on this site, like '/login'")
         if not isinstance(self.roles, RoleHierarchy):
             raise TypeError("roles must be a RoleHierarchy, like RoleHierarchy(MyRole)")
-        if self.store is not None and self.user_loader is not None:
-            raise TypeError("pass a store or a user_loader, not both")
-        if self.revalidate_after is not None and self.revalidate_after <= 0:
-            raise ValueError("revalidate_after must be positive, or None")
-        if self.on_store_error not in ("keep", "signout"):
-            raise ValueError("on_store_error must be 'keep' or 'signout'")
+        if self.leeway < 0:
+            raise ValueError("leeway must be >= 0")
+        if self.cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
 
     @property
     def renew_after(self) -> int:

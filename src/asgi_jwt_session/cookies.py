@@ -6,6 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Literal
 
+from asgi_jwt_session.errors import SessionTooLarge
+
+__all__ = ["CookieWriter", "SessionTooLarge", "check_attribute", "read_session_cookie"]
+
 MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
 DELETED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 MAX_ATTRIBUTE = 1024  # RFC 6265bis caps an attribute value at 1024 bytes
@@ -15,10 +19,6 @@ BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
 # Only spaces and tabs surround a cookie (RFC 6265 OWS); str.strip() would also drop
 # control and non-ASCII bytes (\x1c-\x1f, \x85, \xa0) and so accept a mangled token.
 OWS = " \t"
-
-
-class SessionTooLarge(ValueError):
-    """The encoded session would not fit in the cookie budget."""
 
 
 def check_attribute(name: str, value: str | None) -> None:

@@ -37,7 +37,8 @@ import starlette.requests
 from starlette.requests import Request
 from starlette.responses import Response
 
-from asgi_jwt_session.guards import PermissionDenied
+from asgi_jwt_session.context import get_context
+from asgi_jwt_session.errors import CSRFError
 
 __all__ = ["CSRFError", "csrf_token", "set_csrf_cookie", "verify_csrf"]
 
@@ -52,12 +53,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 SCOPE_KEY = "asgi_jwt_session.csrf_token"  # a token minted during this request
-
-
-class CSRFError(PermissionDenied):
-    """A POST failed the CSRF check: 403, like any :class:`PermissionDenied`."""
-
-    detail = "CSRF check failed"
 
 
 def csrf_token(request: Request, *, cookie_name: str = CSRF_COOKIE) -> str:
@@ -86,8 +81,8 @@ def set_csrf_cookie(request: Request, response: Response, *,
     token = request.scope.get(SCOPE_KEY)
     if token is None:
         return
-    middleware = request.scope.get("session_middleware")
-    secure = (middleware.is_secure(request.scope) if middleware is not None
+    context = get_context(request)
+    secure = (context.is_secure(request.scope) if context is not None
               else request.url.scheme == "https")
     response.set_cookie(cookie_name, token, path="/", secure=secure, httponly=False,
                         samesite="lax")

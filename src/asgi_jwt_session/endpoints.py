@@ -6,16 +6,17 @@
   "csrfToken": "...", "csrfHeader": "x-csrf-token"}``, never cached, never the token
   itself; sets the CSRF cookie. ``csrfHeader`` names the header the POSTs take the
   token in.
-- ``POST /auth/session/refresh``: re-reads the user from the store, applies the same
-  rule as revalidation (:func:`~asgi_jwt_session.freshness.apply_user`) and re-issues
-  the cookie; 401 when signed out, or when the user is gone, disabled or their sessions
-  were revoked (the session is cleared); 503 when the store cannot be reached or does
-  not answer within ``timeout`` seconds (the session is kept).
+- ``POST /auth/session/refresh``: re-reads the user from the store (the middleware's
+  ``freshness``, or the store given here), applies the same rule as revalidation
+  (:func:`~asgi_jwt_session.freshness.apply_user`) and re-issues the cookie; 401 when
+  signed out, or when the user is gone, disabled or their sessions were revoked (the
+  session is cleared); 503 when the store cannot be reached or does not answer within
+  ``timeout`` seconds (the session is kept); 404 when there is no store at all.
 - ``POST /auth/signout``: clears the session and expires every chunk of its cookie.
 - ``GET /auth/session.js``: the browser client (``window.asgiJwtSession``).
 
 Both POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`). When the middleware
-only reads the cookie (Auth.js format without ``authjs_write=True``), they answer 409:
+only reads the cookie (``AuthJSFormat()`` without ``write=True``), they answer 409:
 Auth.js owns that cookie.
 """
 
@@ -27,13 +28,13 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from asgi_jwt_session.context import FreshnessHook, get_context
 from asgi_jwt_session.csrf import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -43,18 +44,17 @@ from asgi_jwt_session.csrf import (
     trusted,
     verify_csrf,
 )
-from asgi_jwt_session.freshness import (
-    DEFAULT_TIMEOUT,
-    UNAVAILABLE,
-    CheckedUser,
-    UserLoader,
-    apply_user,
-)
-from asgi_jwt_session.guards import prefers_html, safe_next
+from asgi_jwt_session.errors import StoreUnavailable
+from asgi_jwt_session.responses import prefers_html, safe_next
 from asgi_jwt_session.session import Session, get_session, logout
-from asgi_jwt_session.store import RoleStore
+from asgi_jwt_session.store.base import Store
 
-__all__ = ["UserLoader", "session_routes", "session_view"]
+if TYPE_CHECKING:
+    from asgi_jwt_session.freshness.policy import UserLoader
+
+DEFAULT_TIMEOUT = 5.0
+
+__all__ = ["session_routes", "session_view"]
 
 NO_STORE = {"cache-control": "private, no-store"}
 
@@ -83,11 +83,10 @@ def client_script() -> tuple[bytes, str]:
 def next_expiry(request: Request, session: Session) -> int | None:
     """When the cookie the middleware is about to issue will expire (``None``: it
     issues none)."""
-    middleware = request.scope.get("session_middleware")
-    if middleware is None or not middleware.writable:
+    context = get_context(request)
+    if context is None or not context.writable:
         return None
-    expires_at: int = middleware.expires_for(session, int(time.time()))
-    return expires_at
+    return context.expires_for(session, int(time.time()))
 
 
 def error(detail: str, status_code: int) -> JSONResponse:
@@ -97,13 +96,13 @@ def error(detail: str, status_code: int) -> JSONResponse:
 def read_only(request: Request) -> bool:
     """The middleware reads the session cookie but never writes it (Auth.js format
     without ``authjs_write=True``)."""
-    middleware = request.scope.get("session_middleware")
-    return middleware is not None and not middleware.writable
+    context = get_context(request)
+    return context is not None and not context.writable
 
 
 def read_only_error(action: str) -> JSONResponse:
     return error(f"The session cookie is Auth.js's and read-only here: {action} through "
-                 "Auth.js, or set authjs_write=True", 409)
+                 "Auth.js, or use AuthJSFormat(write=True)", 409)
 
 
 class SessionEndpoints:
@@ -111,18 +110,16 @@ class SessionEndpoints:
 
     def __init__(
         self,
-        load_user: UserLoader | None,
+        freshness: FreshnessHook | None,
         *,
         csrf_cookie: str,
         csrf_header: str,
         trusted_origins: Iterable[str],
-        timeout: float,
     ) -> None:
-        self.load_user = load_user
+        self.freshness = freshness
         self.csrf_cookie = csrf_cookie
         self.csrf_header = csrf_header
         self.trusted_origins = trusted(trusted_origins)
-        self.timeout = timeout
 
     async def verify_csrf(self, request: Request) -> None:
         await verify_csrf(request, cookie_name=self.csrf_cookie, header_name=self.csrf_header,
@@ -143,7 +140,13 @@ class SessionEndpoints:
     async def refresh(self, request: Request) -> Response:
         # The body is never read as claims: role and version come from the store only.
         await self.verify_csrf(request)
-        assert self.load_user is not None
+        freshness = self.freshness
+        if freshness is None:
+            context = get_context(request)
+            freshness = context.freshness if context is not None else None
+        if freshness is None:
+            return error("No session store: give the middleware freshness=Freshness(store)",
+                         404)
         if read_only(request):
             return read_only_error("refresh it")
         session = get_session(request)
@@ -151,11 +154,9 @@ class SessionEndpoints:
         if session.user is None:
             return error("Not authenticated", 401)
         try:
-            with anyio.fail_after(self.timeout):
-                user = CheckedUser.coerce(await self.load_user(session.user.id))
-        except UNAVAILABLE:  # as revalidation: unreachable, or too slow
+            await freshness.refresh(session, int(time.time()))
+        except StoreUnavailable:  # as revalidation: unreachable, or too slow
             return error("The session store is unavailable; try again later", 503)
-        apply_user(session, user, int(time.time()))
         if session.user is None:  # gone, disabled or revoked: cleared, the cookie expired
             return error("Not authenticated", 401)
         session.mark_modified()  # an explicit refresh always re-issues the cookie
@@ -183,7 +184,7 @@ class SessionEndpoints:
 
 
 def session_routes(
-    store: RoleStore | None = None,
+    store: Store | None = None,
     *,
     prefix: str = "/auth",
     user_loader: UserLoader | None = None,
@@ -195,14 +196,14 @@ def session_routes(
 ) -> Mount:
     """The session endpoints, mounted at ``prefix``: ``Starlette(routes=[session_routes(store)])``.
 
-    ``store`` (a connected :class:`RoleStore`) or ``user_loader`` (a
-    :data:`~asgi_jwt_session.freshness.UserLoader`: ``async (user_id) -> user | None``,
-    the user a :class:`~asgi_jwt_session.store.StoredUser`, an object like it or a
-    ``(role, session_version)`` tuple) is where ``POST {prefix}/session/refresh`` reads
-    the user; with neither there is no refresh endpoint. A loader signals an
-    unreachable database by raising :class:`~asgi_jwt_session.store.StoreUnavailable`
-    (or ``OSError``, ``TimeoutError``); one that takes longer than ``timeout`` seconds
-    counts as unreachable too (503, the session kept).
+    ``POST {prefix}/session/refresh`` reads the user through the middleware's
+    ``freshness`` (so the store is given once, to the middleware). ``store`` (a
+    connected :class:`~asgi_jwt_session.store.Store`) or ``user_loader`` (a
+    :data:`~asgi_jwt_session.freshness.UserLoader`: ``async (user_id) -> user | None``)
+    given here are used instead. A loader signals an unreachable database by raising
+    :class:`~asgi_jwt_session.errors.StoreUnavailable` (or ``OSError``,
+    ``TimeoutError``); one that takes longer than ``timeout`` seconds counts as
+    unreachable too (503, the session kept).
 
     ``csrf_cookie`` and ``csrf_header`` name the double-submit token's cookie and
     header (the form field is ``csrf_token``); ``trusted_origins`` are other origins
@@ -211,16 +212,18 @@ def session_routes(
     """
     if store is not None and user_loader is not None:
         raise TypeError("pass a store or a user_loader, not both")
-    if store is not None:
-        user_loader = store.get_user
-    endpoints = SessionEndpoints(user_loader, csrf_cookie=csrf_cookie, csrf_header=csrf_header,
-                                 trusted_origins=trusted_origins, timeout=timeout)
+    freshness: FreshnessHook | None = None
+    source = store if store is not None else user_loader
+    if source is not None:
+        from asgi_jwt_session.freshness.policy import Freshness
+
+        freshness = Freshness(source, revalidate_after=None, timeout=timeout, watch=False)
+    endpoints = SessionEndpoints(freshness, csrf_cookie=csrf_cookie, csrf_header=csrf_header,
+                                 trusted_origins=trusted_origins)
     routes: list[BaseRoute] = [
         Route("/session", endpoints.session, methods=["GET"], name="session"),
         Route("/signout", endpoints.signout, methods=["POST"], name="signout"),
         Route("/session.js", endpoints.script, methods=["GET"], name="script"),
+        Route("/session/refresh", endpoints.refresh, methods=["POST"], name="refresh"),
     ]
-    if user_loader is not None:
-        routes.append(Route("/session/refresh", endpoints.refresh, methods=["POST"],
-                            name="refresh"))
     return Mount(prefix, routes=routes, name=name)

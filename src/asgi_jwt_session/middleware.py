@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_jwt_session.authjs import (
-    AUTHJS_CHUNK_SIZE,
-    AuthJSCodec,
-    AuthJSSessionCodec,
-    authjs_cookie_name,
-)
+from asgi_jwt_session.codec import Codec, SessionFormat
 from asgi_jwt_session.config import DAY, SessionConfig
+from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieWriter, read_session_cookie
-from asgi_jwt_session.freshness import Freshness
-from asgi_jwt_session.guards import (
-    AuthError,
-    SessionAuthUser,
-    SessionCredentials,
-    auth_error_response,
-    handle_auth_error,
-)
+from asgi_jwt_session.errors import AuthError, InvalidToken
 from asgi_jwt_session.keys import SecretKey
+from asgi_jwt_session.responses import auth_error_response
+from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
-from asgi_jwt_session.tokens import InvalidToken, SessionCodec, TokenCodec
+from asgi_jwt_session.tokens import TokenFormat
+from asgi_jwt_session.users import SessionAuthUser, SessionCredentials
+
+__all__ = ["JWTSessionMiddleware"]
 
 logger = logging.getLogger("asgi_jwt_session")
+
+DEFAULT_ROLES = RoleHierarchy()
+DEFAULT_CONFIG = SessionConfig()
 
 
 def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
@@ -51,6 +48,13 @@ class JWTSessionMiddleware:
     when it was encrypted with a key that is no longer the newest. A cookie that fails
     to decode reads as an empty session and is expired in the response.
 
+    The cookie, token and renewal options are :class:`SessionConfig`'s (pass them as
+    keywords, or one ``config=``). Features plug in as objects: ``format`` (the wire
+    format; this package's tokens by default, or
+    :class:`~asgi_jwt_session.authjs.AuthJSFormat`) and ``freshness`` (a
+    :class:`~asgi_jwt_session.freshness.Freshness`: role changes and revocations that
+    take effect).
+
     It also fills ``request.user`` / ``request.auth`` for Starlette's ``@requires``, and
     answers the guards' ``AuthError`` (login redirect, 401, 403, websocket 4401/4403).
     """
@@ -68,44 +72,50 @@ class JWTSessionMiddleware:
         domain: str | None = None,
         partitioned: bool = False,
         *,
+        update_age: int = DAY,
+        max_lifetime: int = 90 * DAY,
+        leeway: int = 10,
+        cache_size: int = 4096,
+        max_cookie_size: int = 12 * 1024,
+        login_url: str = "/login",
+        roles: RoleHierarchy = DEFAULT_ROLES,
+        format: SessionFormat | None = None,
+        freshness: FreshnessHook | None = None,
         config: SessionConfig | None = None,
-        **options: Any,
     ) -> None:
         self.app = app
-        if config is not None and options:
-            raise TypeError(f"options go in config=SessionConfig(...), not also {sorted(options)}")
-        if isinstance(app, Starlette):
-            # Wrapped from outside, its error middleware would turn AuthError into a 500.
-            app.add_exception_handler(AuthError, handle_auth_error)  # type: ignore[arg-type]
+        options = dict(
+            session_cookie=session_cookie, max_age=max_age, path=path, same_site=same_site,
+            https_only=https_only, domain=domain, partitioned=partitioned,
+            update_age=update_age, max_lifetime=max_lifetime, leeway=leeway,
+            cache_size=cache_size, max_cookie_size=max_cookie_size, login_url=login_url,
+            roles=roles,
+        )
         if config is None:
-            config = SessionConfig(
-                session_cookie=session_cookie, max_age=max_age, path=path,
-                same_site=same_site, https_only=https_only, domain=domain,
-                partitioned=partitioned, **options,
-            )
-        self.config = config
-        # (cookie name, codec, writer) for each cookie the session may live in: one for
-        # this package's tokens; Auth.js's https and http names (each its own key).
-        self.cookies: list[tuple[str, SessionCodec, CookieWriter]] = []
-        if config.format == "authjs":
-            for secure in (True, False):
-                name = authjs_cookie_name(secure)
-                codec: SessionCodec = AuthJSSessionCodec(
-                    AuthJSCodec(secret_key, salt=name,  # type: ignore[arg-type]
-                                role_claim=config.role_claim, max_age=config.token_lifetime,
-                                leeway=config.leeway),
-                    cache_size=config.cache_size, default_role=config.default_role,
-                    max_token_size=config.max_cookie_size)
-                self.cookies.append((name, codec, self.writer(name, AUTHJS_CHUNK_SIZE)))
+            config = SessionConfig(**options)  # type: ignore[arg-type]
         else:
-            self.codec = TokenCodec(secret_key, leeway=config.leeway,
-                                    cache_size=config.cache_size,
-                                    max_token_size=config.max_cookie_size)
-            name = config.session_cookie
-            self.cookies.append((name, self.codec, self.writer(name)))
-        self.writable = config.format == "jwe" or config.authjs_write
+            given = sorted(name for name, value in options.items()
+                           if value != getattr(DEFAULT_CONFIG, name))
+            if given:
+                raise TypeError(f"options go in config=SessionConfig(...), not also {given}")
+        self.config = config
+        self.format: SessionFormat = format if format is not None else TokenFormat()
+        self.freshness = freshness
+        # (cookie name, codec, writer) for each cookie the session may live in, https
+        # name first (Auth.js has one of each, each its own key).
+        self.cookies: list[tuple[str, Codec, CookieWriter]] = []
+        for name, wire in self.format.cookies(secret_key, config.session_cookie):
+            codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
+                          max_token_size=config.max_cookie_size)
+            self.cookies.append((name, codec, self.writer(name, self.format.chunk_size)))
+        self.context = SessionContext(config, self.format.writable, freshness)
         self.renew_after = config.renew_after
-        self.freshness = Freshness.from_config(config)  # None without a store or loader
+        if isinstance(app, Starlette) and AuthError not in app.exception_handlers:
+            logger.warning(
+                "JWTSessionMiddleware wraps a Starlette app from outside: its error "
+                "middleware answers the guards' AuthError with 500. Add "
+                "exception_handlers=exception_handlers (asgi_jwt_session.responses) to "
+                "the app, or install the middleware with Middleware(...)")
 
     def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
         config = self.config
@@ -142,7 +152,7 @@ class JWTSessionMiddleware:
         elif self.freshness is not None and self.freshness.is_stale(session, now):
             await self.freshness.revalidate(session, now)  # the only I/O, and rare
         scope["session"] = session
-        scope["session_middleware"] = self
+        scope[SCOPE_KEY] = self.context
         scope["user"] = SessionAuthUser(session)
         scope["auth"] = SessionCredentials(session, config.roles)
         started = False
@@ -170,7 +180,7 @@ class JWTSessionMiddleware:
                 raise
             await auth_error_response(scope, exc)(scope, receive, send_wrapper)
 
-    def read_cookie(self, scope: Scope) -> tuple[str, SessionCodec, str | None, list[str]]:
+    def read_cookie(self, scope: Scope) -> tuple[str, Codec, str | None, list[str]]:
         """The first session cookie the request carries: name, codec, token, chunk names."""
         for name, codec, _ in self.cookies:
             token, carried = read_session_cookie(scope["headers"], name)
@@ -182,14 +192,14 @@ class JWTSessionMiddleware:
                          renew: bool, initial_session_was_empty: bool) -> list[str]:
         """The Set-Cookie lines this response needs (most responses need none)."""
         empty = session.is_empty
-        if not self.writable or (
+        if not self.context.writable or (
             # Nothing to expire: no session cookie, or one that stays (not cleared).
             not (carried and (session.modified or initial_session_was_empty)) if empty
             # Nothing to write: unchanged and not due for renewal.
             else not (session.modified or renew)
         ):
             return []
-        secure = self.is_secure(scope)
+        secure = self.context.is_secure(scope)
         if carried:  # write back where the session came from (Auth.js: https or http name)
             _, codec, cookie = next(entry for entry in self.cookies if entry[0] == name)
             secure = secure or name.startswith("__Secure-")
@@ -200,23 +210,16 @@ class JWTSessionMiddleware:
         now = int(time.time())
         if session.auth_time is None:
             session.auth_time = now
-        expires_at = self.expires_for(session, now)
+        expires_at = self.context.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
         session.issued_at = now
         session.expires_at = expires_at
         return cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now)
 
     def expires_for(self, session: Session, now: int) -> int:
-        """When a token issued for ``session`` at ``now`` expires: ``max_age`` on, capped
-        by the absolute lifetime from sign-in."""
-        auth_time = session.auth_time if session.auth_time is not None else now
-        return min(now + self.config.token_lifetime, auth_time + self.config.max_lifetime)
+        """When a token issued for ``session`` at ``now`` expires."""
+        return self.context.expires_for(session, now)
 
     def is_secure(self, scope: Scope) -> bool:
-        config = self.config
-        if config.https_only is not None:
-            return config.https_only
-        # Browsers drop SameSite=None and Partitioned cookies that are not Secure.
-        if config.same_site == "none" or config.partitioned:
-            return True
-        return scope.get("scheme") in ("https", "wss")
+        """Whether a cookie set in answer to this request gets ``Secure``."""
+        return self.context.is_secure(scope)

@@ -12,12 +12,7 @@ import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from asgi_jwt_session.tokens import Decoded
-
-# Claims with a meaning of their own; everything else a token carries is a user claim.
-RESERVED_CLAIMS = frozenset(
-    {"sub", "role", "ver", "iat", "exp", "nbf", "jti", "chk", "auth_time", "data"}
-)
+from asgi_jwt_session.codec import RESERVED_CLAIMS, Decoded
 
 
 class SessionUser:
@@ -59,7 +54,8 @@ class SessionUser:
         return (self.id, self.role, self.claims) == (other.id, other.role, other.claims)
 
     def __hash__(self) -> int:
-        return hash((self.id, self.role, self.claims_json))
+        # Equal users may hold their claims in another order: hash what __eq__ sees first.
+        return hash((self.id, self.role))
 
     def __repr__(self) -> str:
         return f"SessionUser(id={self.id!r}, role={self.role!r}, claims={self.claims!r})"
@@ -71,12 +67,13 @@ def new_session_id() -> str:
 
 TokenFields = tuple[
     "SessionUser | None", "str | None", "int | None", "int | None", "int | None",
-    "int | None", "int | None",
+    "int | None", "int | None", "int | None",
 ]
 
 
 def token_fields(claims: Mapping[str, Any]) -> TokenFields:
-    """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time."""
+    """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time,
+    auth_ms."""
     user = None
     if "sub" in claims:
         extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
@@ -84,7 +81,7 @@ def token_fields(claims: Mapping[str, Any]) -> TokenFields:
     # No auth_time (an Auth.js token): the sign-in time is unknown. `iat` is no stand-in,
     # as every re-issue renews it; revocation then signs such a session out.
     return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
-            claims.get("chk"), claims.get("auth_time"))
+            claims.get("chk"), claims.get("auth_time"), claims.get("auth_ms"))
 
 
 class Session(dict[str, Any]):
@@ -96,8 +93,8 @@ class Session(dict[str, Any]):
     issued). Change the user only through :func:`login` and :func:`logout`.
     """
 
-    __slots__ = ("accessed", "auth_time", "checked_at", "expires_at", "issued_at", "jti",
-                 "modified", "user", "version")
+    __slots__ = ("accessed", "auth_ms", "auth_time", "checked_at", "expires_at", "issued_at",
+                 "jti", "modified", "user", "version")
 
     def __init__(
         self,
@@ -110,6 +107,7 @@ class Session(dict[str, Any]):
         expires_at: int | None = None,
         checked_at: int | None = None,
         auth_time: int | None = None,
+        auth_ms: int | None = None,
     ) -> None:
         super().__init__(data or ())
         self.accessed = False
@@ -121,6 +119,7 @@ class Session(dict[str, Any]):
         self.expires_at = expires_at
         self.checked_at = checked_at
         self.auth_time = auth_time
+        self.auth_ms = auth_ms
 
     @classmethod
     def from_decoded(cls, decoded: Decoded) -> Session:
@@ -134,7 +133,7 @@ class Session(dict[str, Any]):
             dict.update(session, orjson.loads(decoded.data))
         session.accessed = session.modified = False
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
-         session.checked_at, session.auth_time) = fields
+         session.checked_at, session.auth_time, session.auth_ms) = fields
         return session
 
     def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
@@ -154,6 +153,8 @@ class Session(dict[str, Any]):
         claims["iat"] = now
         claims["exp"] = expires_at
         claims["auth_time"] = self.auth_time if self.auth_time is not None else now
+        if self.auth_ms is not None:
+            claims["auth_ms"] = self.auth_ms
         if len(self):
             claims["data"] = dict(self)
         return claims
@@ -199,11 +200,14 @@ class Session(dict[str, Any]):
             raise ValueError(f"reserved claim names cannot be set at login: {sorted(reserved)}")
         if self.user is not None and self.user.id != user_id:
             super().clear()
-        now = int(time.time())
+        instant = time.time()
+        now = int(instant)
         self.user = SessionUser(id=str(user_id), role=str(role), claims=claims)
         self.jti = new_session_id()
         self.version = version
         self.auth_time = now
+        # To the millisecond: a revocation in the same second must not end this sign-in.
+        self.auth_ms = int(instant * 1000)
         self.checked_at = now
         self.issued_at = None
         self.mark_modified()
@@ -240,6 +244,7 @@ class Session(dict[str, Any]):
         self.version = None
         self.checked_at = None
         self.auth_time = None
+        self.auth_ms = None
 
     def pop(self, key: str, *args: Any) -> Any:
         if key in self:

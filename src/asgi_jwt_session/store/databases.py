@@ -1,6 +1,7 @@
-"""The role store: users' roles and session versions in a database, via `databases`.
+"""The default role store: users' roles and session versions via `databases`.
 
-Every use of the `databases` package (and of SQLAlchemy) lives in this module.
+Every use of the `databases` package (and of SQLAlchemy) lives in this module; it is
+imported only when a :class:`RoleStore` is made.
 
 SQLite (aiosqlite) and PostgreSQL (asyncpg) are supported. `databases` and both
 drivers are asyncio-only, so the store is too: call it from asyncio, not trio.
@@ -21,9 +22,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -33,17 +33,11 @@ import databases
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.roles import RoleHierarchy
+from asgi_jwt_session.store.base import Listener, StoredUser
 
-__all__ = [
-    "RoleStore",
-    "StoreUnavailable",
-    "StoredUser",
-    "UnknownRole",
-    "UnknownUser",
-    "revoke_sessions",
-    "update_user_role",
-]
+__all__ = ["RoleStore"]
 
 COLUMNS = ("id", "email", "role", "session_version", "updated_at", "disabled", "revoked_at")
 OPTIONAL_COLUMNS = ("email", "disabled", "revoked_at")
@@ -57,34 +51,6 @@ SQLITE_UNAVAILABLE_MESSAGE = re.compile(r"locked|busy|unable to open|disk I/O|di
 # URL query options that `databases` reads itself; asyncpg would send them to the
 # server as settings, which it refuses.
 DATABASES_OPTIONS = ("min_size", "max_size", "ssl", "unix_sock")
-
-
-@dataclass(frozen=True)
-class StoredUser:
-    """A user row as the store sees it."""
-
-    id: str
-    email: str | None
-    role: str
-    session_version: int
-    updated_at: datetime  # aware, UTC
-    disabled: bool = False
-    revoked_at: datetime | None = None  # aware, UTC: the last `revoke_sessions()`
-
-
-class UnknownUser(LookupError):
-    """No user with this id."""
-
-
-class UnknownRole(ValueError):
-    """The role is not in the store's role hierarchy."""
-
-
-class StoreUnavailable(RuntimeError):
-    """The database cannot be reached (answer 503, try again later)."""
-
-
-Listener = Callable[[StoredUser], Awaitable[None] | None]
 
 
 def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
@@ -256,6 +222,11 @@ class RoleStore:
                           key="revoked_at")
             )
         return table
+
+    @property
+    def table_name(self) -> str:
+        """The table's name, schema-qualified when it has a schema."""
+        return str(self.table.fullname)
 
     # Connecting
 
@@ -507,12 +478,3 @@ class RoleStore:
             raise ValueError("this table has no disabled column")
         return await self._update(user_id, {"disabled": bool(disabled)})
 
-
-async def update_user_role(store: RoleStore, user_id: str, role: str) -> StoredUser:
-    """Set a user's role and bump the session version (see `RoleStore.update_user_role`)."""
-    return await store.update_user_role(user_id, role)
-
-
-async def revoke_sessions(store: RoleStore, user_id: str) -> StoredUser:
-    """Sign a user out everywhere (see `RoleStore.revoke_sessions`)."""
-    return await store.revoke_sessions(user_id)

@@ -1,0 +1,334 @@
+"""The one decode pipeline every token format goes through.
+
+A *format* (this package's :class:`~asgi_jwt_session.tokens.TokenFormat`, Auth.js's
+:class:`~asgi_jwt_session.authjs.AuthJSFormat`) is only a wire codec: which cookie
+names it uses, how it chunks, how it encrypts and decrypts. Everything else is here
+and shared: the size cap, the compact-JWE shape, the canonical base64url rule, the
+header allow-list (all checked before any decryption work), the claim types, the time
+check and the decoded-token cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from asgi_jwt_session.errors import ExpiredToken, InvalidToken
+from asgi_jwt_session.keys import SecretKey
+
+__all__ = [
+    "CLAIM_TYPES",
+    "RESERVED_CLAIMS",
+    "Codec",
+    "Compact",
+    "Decoded",
+    "SessionFormat",
+    "TokenCache",
+    "WireCodec",
+    "b64url_decode",
+    "b64url_encode",
+    "check_types",
+]
+
+DEFAULT_MAX_TOKEN_SIZE = 12 * 1024
+# Header members a token may carry; anything else (zip, crit, jku, jwk...) is refused.
+ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "typ", "cty"})
+# Per content encryption: base64url lengths of the IV and the tag in a compact token.
+ENC_SHAPES = {"A256GCM": (16, 22), "A256CBC-HS512": (22, 43)}
+COMPACT = re.compile(
+    r"([A-Za-z0-9_-]{2,1024})\.([A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)"
+    r"\.([A-Za-z0-9_-]+)"
+)
+# Last base64url character when the unused low bits must be zero (canonical spelling).
+CANONICAL_TAIL = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+# Latest time a claim may hold: 9999-12-31T23:59:59Z (datetime cannot go further).
+MAX_TIMESTAMP = 253402300799
+
+# Types of the registered claims; anything else is a user claim, left to the application.
+CLAIM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "sub": str,
+    "role": str,
+    "jti": str,
+    "ver": int,
+    "iat": int,
+    "exp": int,
+    "nbf": int,
+    "chk": int,
+    "auth_time": int,
+    "auth_ms": int,
+    "data": dict,
+}
+TIME_CLAIMS = ("iat", "exp", "nbf", "chk", "auth_time")
+# Claims with a meaning of their own; everything else a token carries is a user claim.
+RESERVED_CLAIMS = frozenset(CLAIM_TYPES)
+
+MISSING: Any = object()
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(part: str) -> bytes:
+    """Unpadded base64url to bytes (the caller checked the alphabet)."""
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def is_canonical_b64url(part: str) -> bool:
+    """True when ``part`` is the one canonical unpadded base64url spelling of its bytes."""
+    remainder = len(part) % 4
+    if remainder == 1:
+        return False
+    return remainder == 0 or part[-1] in CANONICAL_TAIL[remainder]
+
+
+class Compact(NamedTuple):
+    """A compact JWE that passed the shared checks: its segments and parsed header."""
+
+    token: str
+    header_segment: str
+    header: Mapping[str, Any]
+    iv: str
+    ciphertext: str
+    tag: str
+
+
+def parse_header(segment: str, encs: frozenset[str]) -> dict[str, Any]:
+    """The protected header, refused unless it is ``dir`` with one of ``encs`` and
+    holds nothing outside the allow-list."""
+    try:
+        header = orjson.loads(b64url_decode(segment))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise InvalidToken("token header is not JSON") from exc
+    if type(header) is not dict:
+        raise InvalidToken("token header is not a JSON object")
+    extra = header.keys() - ALLOWED_HEADER
+    if extra:
+        raise InvalidToken(f"token header has members outside the allow-list: {sorted(extra)}")
+    alg, enc = header.get("alg"), header.get("enc")
+    if alg != "dir" or enc not in encs:
+        message = (f"token algorithm alg={alg!r} enc={enc!r} is not allowed "
+                   f"(only dir with {', '.join(sorted(encs))})")
+        if alg == "dir" and enc == "A256CBC-HS512":
+            message += ("; it looks like an Auth.js session token: use "
+                        "format=AuthJSFormat() from asgi_jwt_session.authjs")
+        raise InvalidToken(message)
+    if "kid" in header and type(header["kid"]) is not str:
+        raise InvalidToken("token kid is not a string")
+    return header
+
+
+def check_types(claims: Any) -> dict[str, Any]:
+    """Check the registered claims' types; return the claims or raise InvalidToken."""
+    if type(claims) is not dict:
+        raise InvalidToken("token payload is not a JSON object")
+    for name, expected in CLAIM_TYPES.items():
+        value = claims.get(name, MISSING)
+        # null is a wrong type too: {"sub": null} must not sign in a user with no id.
+        if value is not MISSING and (type(value) is bool or not isinstance(value, expected)):
+            raise InvalidToken(f"claim {name!r} has the wrong type")
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if value is not None and not 0 <= value <= MAX_TIMESTAMP:
+            raise InvalidToken(f"claim {name!r} is not a time between 1970 and 9999")
+    auth_ms = claims.get("auth_ms")
+    if auth_ms is not None and not 0 <= auth_ms <= MAX_TIMESTAMP * 1000:
+        raise InvalidToken("claim 'auth_ms' is not a time between 1970 and 9999")
+    if claims.get("exp") is None:
+        raise InvalidToken("token has no 'exp' claim")
+    if "sub" in claims and "role" not in claims:
+        raise InvalidToken("token names a user but no role")
+    return claims
+
+
+class Decoded:
+    """A decrypted, type-checked token as the cache keeps it.
+
+    ``claims`` holds every claim but ``data`` and must not be changed; ``data`` is the
+    free-form session dict still as JSON, so each request parses its own copy and no
+    request can change what the next one reads. ``memo`` is for the session layer to
+    keep what it derives from the claims (it is immutable there).
+    """
+
+    __slots__ = ("claims", "data", "exp", "iat", "memo", "nbf")
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        data = claims.pop("data", None)
+        self.data = orjson.dumps(data) if data else None
+        self.claims = claims
+        self.exp: int = claims["exp"]
+        self.iat: int | None = claims.get("iat")
+        self.nbf: int | None = claims.get("nbf")
+        self.memo: Any = None
+
+    def check_times(self, now: int, leeway: int) -> None:
+        """Refuse a token past ``exp`` or before ``nbf``/``iat``, ``leeway`` seconds
+        either way (``exp == now - leeway`` still passes)."""
+        if now > self.exp + leeway:
+            raise ExpiredToken("token has expired")
+        if self.nbf is not None and now + leeway < self.nbf:
+            raise InvalidToken("token is not valid yet ('nbf' in the future)")
+        if self.iat is not None and now + leeway < self.iat:
+            raise InvalidToken("token was issued in the future ('iat')")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh dict of all the claims, ``data`` included, sharing nothing with the cache."""
+        claims: dict[str, Any] = orjson.loads(orjson.dumps(self.claims))
+        if self.data is not None:
+            claims["data"] = orjson.loads(self.data)
+        return claims
+
+
+class WireCodec(Protocol):
+    """One cookie's wire codec: what a format does for one cookie name.
+
+    ``encs`` are the content encryptions it reads; ``headers`` maps the exact header
+    segments it writes to their parsed headers, so the pipeline need not parse them.
+    """
+
+    @property
+    def encs(self) -> frozenset[str]: ...
+
+    @property
+    def headers(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def decrypt(self, compact: Compact) -> bytes:
+        """The plaintext of a token that passed the shared checks; raise
+        :class:`InvalidToken` (or :class:`UnknownKey`) otherwise."""
+
+    def claims(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """The wire's claims in this package's names (``role``, integer times)."""
+
+    def encode(self, claims: dict[str, Any]) -> str:
+        """Encrypt claims (this package's names) into a token."""
+
+    def is_current(self, token: str) -> bool:
+        """True when ``token`` was encrypted with the newest key."""
+
+
+class SessionFormat(Protocol):
+    """A token format the middleware reads the session cookie with.
+
+    ``writable``: whether the middleware writes the cookie (Auth.js's may be read-only).
+    ``chunk_size``: ``None`` chunks when a Set-Cookie line would pass 4096 bytes; a
+    number chunks cookie values longer than that many characters.
+    """
+
+    @property
+    def writable(self) -> bool: ...
+
+    @property
+    def chunk_size(self) -> int | None: ...
+
+    def cookies(self, secret_key: SecretKey, session_cookie: str
+                ) -> Sequence[tuple[str, WireCodec]]:
+        """The cookie names the session may live in, with each one's codec: the https
+        name first and the http name last (one entry when they are the same)."""
+
+
+class TokenCache(OrderedDict[str, Decoded]):
+    """A bounded LRU map from the exact token string to its :class:`Decoded` entry."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("cache_size must be >= 0")
+        super().__init__()
+        self.size = size
+
+    def lookup(self, token: str) -> Decoded | None:
+        decoded = self.get(token)
+        if decoded is not None:
+            try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
+                self.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+        return decoded
+
+    def store(self, token: str, decoded: Decoded) -> None:
+        if self.size:
+            self[token] = decoded
+            if len(self) > self.size:
+                try:  # noqa: SIM105
+                    self.popitem(last=False)
+                except KeyError:
+                    pass
+
+
+class Codec:
+    """Tokens of one cookie to :class:`Decoded` entries and back, for any format.
+
+    ``decode_cached`` refuses a token over ``max_token_size`` characters, not in the
+    compact shape, not canonical base64url or with a header outside the allow-list
+    before the wire codec decrypts it; then checks the claim types, and on every call
+    (cache hit or not) ``exp``/``nbf``/``iat`` with ``leeway`` seconds. Decrypted
+    tokens are kept in an LRU cache of ``cache_size`` entries (0 turns it off).
+    """
+
+    def __init__(
+        self,
+        wire: WireCodec,
+        *,
+        leeway: int = 10,
+        cache_size: int = 4096,
+        max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
+    ) -> None:
+        if leeway < 0:
+            raise ValueError("leeway must be >= 0")
+        self.wire = wire
+        self.leeway = leeway
+        self.max_token_size = max_token_size
+        self.cache = TokenCache(cache_size)
+
+    def encode(self, claims: dict[str, Any]) -> str:
+        """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
+        return self.wire.encode(claims)
+
+    def is_current(self, token: str) -> bool:
+        """True when ``token`` was encrypted with the newest key (no re-issue needed)."""
+        return self.wire.is_current(token)
+
+    def decode(self, token: str, *, now: int | None = None) -> dict[str, Any]:
+        """Decrypt and check ``token``; return a fresh claims dict or raise ``InvalidToken``."""
+        return self.decode_cached(token, int(time.time()) if now is None else now).to_dict()
+
+    def decode_cached(self, token: str, now: int) -> Decoded:
+        """Like :meth:`decode`, but returns the cache's own :class:`Decoded` entry."""
+        decoded = self.cache.lookup(token)
+        if decoded is None:
+            plaintext = self.wire.decrypt(self.check(token))
+            try:
+                claims = orjson.loads(plaintext)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidToken("token payload is not JSON") from exc
+            if type(claims) is not dict:
+                raise InvalidToken("token payload is not a JSON object")
+            decoded = Decoded(check_types(self.wire.claims(claims)))
+            self.cache.store(token, decoded)
+        decoded.check_times(now, self.leeway)
+        return decoded
+
+    def check(self, token: str) -> Compact:
+        """The shared checks, before any decryption work."""
+        if not isinstance(token, str) or len(token) > self.max_token_size:
+            raise InvalidToken("token is too large or not text")
+        match = COMPACT.fullmatch(token)
+        if match is None:
+            raise InvalidToken("token is not a compact JWE (five base64url parts)")
+        header_segment, key, iv, ciphertext, tag = match.groups()
+        if key:
+            raise InvalidToken("token has an encrypted key, but alg 'dir' has none")
+        if not all(is_canonical_b64url(part) for part in (header_segment, iv, ciphertext, tag)):
+            raise InvalidToken("token is not canonical base64url")
+        wire = self.wire
+        header = wire.headers.get(header_segment) or parse_header(header_segment, wire.encs)
+        iv_size, tag_size = ENC_SHAPES[header["enc"]]
+        if len(iv) != iv_size or len(tag) != tag_size:
+            raise InvalidToken(f"token is not a dir/{header['enc']} compact JWE (IV or tag size)")
+        return Compact(token, header_segment, header, iv, ciphertext, tag)

@@ -1,0 +1,84 @@
+"""The typed per-request context the middleware puts in ``scope["session_context"]``.
+
+Guards, CSRF, responses and the session endpoints read what they need of the
+middleware from here (its options, whether the cookie is written, how secure and how
+long a new cookie is), never the middleware object itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from asgi_jwt_session.config import SessionConfig
+from asgi_jwt_session.roles import RoleHierarchy
+from asgi_jwt_session.session import Session
+
+__all__ = ["SCOPE_KEY", "FreshnessHook", "SessionContext", "get_context"]
+
+SCOPE_KEY = "session_context"
+
+
+class FreshnessHook(Protocol):
+    """What the middleware and the refresh endpoint need of a freshness policy
+    (:class:`asgi_jwt_session.freshness.Freshness` is one)."""
+
+    def is_stale(self, session: Session, now: int) -> bool:
+        """True when ``session`` must be revalidated before the request goes on (no I/O)."""
+
+    async def revalidate(self, session: Session, now: int) -> None:
+        """Bring a stale ``session`` up to date; never raises for an outage."""
+
+    async def refresh(self, session: Session, now: int) -> None:
+        """Re-read the user now and apply it; raises ``StoreUnavailable`` on an outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What the rest of the package may know of the middleware serving a request.
+
+    - ``config``: the middleware's :class:`SessionConfig`.
+    - ``writable``: whether the middleware writes the session cookie (an Auth.js
+      cookie may be read-only).
+    - ``freshness``: the freshness policy, or ``None``.
+    """
+
+    config: SessionConfig
+    writable: bool
+    freshness: FreshnessHook | None = None
+
+    @property
+    def roles(self) -> RoleHierarchy:
+        return self.config.roles
+
+    @property
+    def login_url(self) -> str:
+        return self.config.login_url
+
+    def is_secure(self, scope: Scope) -> bool:
+        """Whether a cookie set in answer to this request gets ``Secure``."""
+        config = self.config
+        if config.https_only is not None:
+            return config.https_only
+        # Browsers drop SameSite=None and Partitioned cookies that are not Secure.
+        if config.same_site == "none" or config.partitioned:
+            return True
+        return scope.get("scheme") in ("https", "wss")
+
+    def expires_for(self, session: Session, now: int) -> int:
+        """When a token issued for ``session`` at ``now`` expires: ``max_age`` on,
+        capped by the absolute lifetime from sign-in."""
+        config = self.config
+        auth_time = session.auth_time if session.auth_time is not None else now
+        return min(now + config.token_lifetime, auth_time + config.max_lifetime)
+
+
+def get_context(conn: HTTPConnection | Scope) -> SessionContext | None:
+    """The :class:`SessionContext` of a request, websocket or scope (``None`` when no
+    :class:`JWTSessionMiddleware` serves it)."""
+    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    context = scope.get(SCOPE_KEY)
+    return context if isinstance(context, SessionContext) else None

@@ -1,0 +1,324 @@
+"""The revalidation policy: when a session is checked against the store, and what then.
+
+A token carries ``ver`` (the user's session version when it was issued) and ``chk``
+(when its role was last checked against the store). The middleware asks
+:meth:`Freshness.is_stale` on every signed-in request: one dict lookup and two int
+comparisons, no I/O. A session is stale when the feed knows a newer version for its
+user than ``ver``, or when ``chk`` is ``revalidate_after`` seconds old. Only then
+:meth:`Freshness.revalidate` loads the user, once per user for all concurrent requests
+of a process (single flight), and applies :func:`apply_user`.
+
+Under faults: a failed load marks the store unreachable for ``retry_after`` seconds
+(one second by default). Meanwhile stale sessions are served from their cookie
+(``on_store_error="keep"``) or signed out (``"signout"``); after it, the next stale
+request probes the store again, and the first load that succeeds ends the outage for
+everyone. So a change the feed announces is applied within ``retry_after`` of the
+database answering again, and no session is signed out for an outage that is over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+
+from asgi_jwt_session.errors import StoreUnavailable
+from asgi_jwt_session.freshness.feed import DEFAULT_MAX_AGE, Feed, VersionFeed
+from asgi_jwt_session.freshness.flight import SingleFlight
+from asgi_jwt_session.session import Session
+from asgi_jwt_session.store.base import Store
+
+__all__ = ["CheckedUser", "Freshness", "StoreErrorPolicy", "UserLoader", "apply_user"]
+
+logger = logging.getLogger("asgi_jwt_session.freshness")
+
+StoreErrorPolicy = Literal["keep", "signout"]
+
+UserLoader = Callable[[str], Awaitable[Any]]
+"""``async (user_id) -> user | None``: the user as the store has it now.
+
+The user is an object with ``role``, ``session_version`` and optionally ``disabled``
+and ``revoked_at`` (a :class:`~asgi_jwt_session.store.StoredUser` is one), or a
+``(role, session_version)`` tuple; ``None`` when the user is gone. Raise
+:class:`~asgi_jwt_session.errors.StoreUnavailable` when the database cannot be reached.
+"""
+
+# Failures of a load that mean "the database cannot be reached now", not a bug.
+UNAVAILABLE = (StoreUnavailable, OSError, TimeoutError)
+# Feed entries reach this much further back than revalidate_after, for clocks of other
+# machines that run a little behind.
+CLOCK_MARGIN = 60
+DEFAULT_TIMEOUT = 5.0  # seconds a user load may take before the store counts as unreachable
+DEFAULT_RETRY_AFTER = 1.0  # seconds between probes of an unreachable store
+MEMO_WINDOW = 30  # seconds a load is remembered when revalidate_after is None
+
+warned_no_auth_time = False
+
+
+def epoch_seconds(value: datetime | float | None) -> float | None:
+    """``revoked_at`` as epoch seconds (sub-second kept): from a datetime (naive means
+    UTC) or a number; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedUser:
+    """What revalidation needs of a user: role, session version, disabled, and when
+    their sessions were last revoked (epoch seconds, ``None``: never)."""
+
+    role: str
+    session_version: int
+    disabled: bool = False
+    revoked_at: float | None = None
+
+    @classmethod
+    def coerce(cls, found: Any) -> CheckedUser | None:
+        """Normalize what a :data:`UserLoader` returned."""
+        if found is None or isinstance(found, CheckedUser):
+            return found
+        if isinstance(found, tuple):
+            role, version = found
+            return cls(str(role), int(version))
+        return cls(str(found.role), int(found.session_version),
+                   bool(getattr(found, "disabled", False)),
+                   epoch_seconds(getattr(found, "revoked_at", None)))
+
+
+def signed_in_before(session: Session, revoked_at: float) -> bool:
+    """Whether ``session`` was signed in at or before ``revoked_at``.
+
+    A session of this package knows its sign-in time to the millisecond
+    (``auth_ms``); one with whole seconds only counts as signed in before a
+    revocation in the same second (the safe side). An Auth.js token without
+    ``auth_time`` is judged by its ``iat``, so a session that Auth.js re-issued after
+    the revocation is not ended by it (a warning says so, once).
+    """
+    if session.auth_ms is not None:
+        return session.auth_ms <= revoked_at * 1000
+    if session.auth_time is not None:
+        return session.auth_time <= revoked_at
+    global warned_no_auth_time
+    if not warned_no_auth_time:
+        warned_no_auth_time = True
+        logger.warning("a session token without auth_time: revocation is judged by its iat, "
+                       "so a token re-issued after a revocation survives it. Set auth_time "
+                       "in the Auth.js jwt callback (see docs/nextjs-interop.md)")
+    return session.issued_at is None or session.issued_at <= revoked_at
+
+
+def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> None:
+    """Bring a signed-in ``session`` up to date with ``user`` as read at ``checked_at``.
+
+    Signs out when the user is gone or disabled, when the session was signed in at or
+    before the user's ``revoked_at``, and when the session's version is newer than the
+    store's. Otherwise the stored role and version are adopted, however many changes
+    the session missed, and the session is marked modified (re-issued) only when its
+    role, version or ``chk`` changed.
+    """
+    current = session.user
+    if current is None:
+        return
+    if user is None or user.disabled:
+        session.logout()
+        return
+    if user.revoked_at is not None and signed_in_before(session, user.revoked_at):
+        session.logout()
+        return
+    version, stored = session.version, user.session_version
+    if version is not None and version > stored:
+        # Versions only grow, so the store has gone back (a restored backup, a user
+        # deleted and created again): revocations after that point are lost with it.
+        session.logout()
+        return
+    if version != stored or current.role != user.role or session.checked_at != checked_at:
+        session.set_role(user.role, version=stored, checked_at=checked_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    user: CheckedUser | None
+    loaded_at: int  # when it was read (the request's clock)
+    seen: int  # the newest version known when it was read (store's or feed's)
+
+
+class Freshness:
+    """Role changes and revocations that take effect without a new sign-in.
+
+    ``JWTSessionMiddleware(app, secret, freshness=Freshness(store, revalidate_after=60))``.
+
+    - ``source``: a :class:`~asgi_jwt_session.store.Store` (its ``get_user`` loads
+      users, and the feed watches its changes) or a :data:`UserLoader`.
+    - ``revalidate_after``: seconds after ``chk`` at which a session is checked again
+      (``None``: only when the feed says so).
+    - ``feed``: the :class:`~asgi_jwt_session.freshness.feed.Feed` consulted on every
+      request, used as it is (start and stop it with the app's lifespan); without one
+      the policy makes an in-process :class:`VersionFeed` keeping changes for
+      ``revalidate_after`` plus a minute.
+    - ``on_store_error``: while the store cannot be reached, ``"keep"`` serves the
+      current claims, ``"signout"`` signs out every session that needed the check.
+    - ``retry_after``: seconds between probes of an unreachable store.
+    - ``timeout``: seconds a load may take before it counts as unreachable.
+    - ``memo_size``: users whose last load is remembered. A load is remembered for
+      ``revalidate_after`` seconds, so a client that ignores cookies costs at most one
+      query per window per process, or one per change the feed sees.
+    - ``watch``: subscribe the feed to the store's changes (default).
+    """
+
+    def __init__(
+        self,
+        source: Store | UserLoader,
+        *,
+        revalidate_after: int | None = 300,
+        feed: Feed | None = None,
+        on_store_error: StoreErrorPolicy = "keep",
+        retry_after: float = DEFAULT_RETRY_AFTER,
+        timeout: float = DEFAULT_TIMEOUT,
+        memo_size: int = 65536,
+        watch: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if revalidate_after is not None and revalidate_after <= 0:
+            raise ValueError("revalidate_after must be positive, or None")
+        if on_store_error not in ("keep", "signout"):
+            raise ValueError("on_store_error must be 'keep' or 'signout'")
+        if retry_after < 0 or timeout <= 0 or memo_size < 0:
+            raise ValueError("retry_after, timeout and memo_size must not be negative")
+        store: Store | None = None
+        if callable(getattr(source, "get_user", None)):
+            store = source  # type: ignore[assignment]
+            self.load_user: UserLoader = store.get_user  # type: ignore[union-attr]
+        elif callable(source):
+            self.load_user = source
+        else:
+            raise TypeError("Freshness needs a store or an async user loader")
+        self.store = store
+        self.revalidate_after = revalidate_after
+        if feed is None:
+            feed = VersionFeed(revalidate_after + CLOCK_MARGIN if revalidate_after is not None
+                               else DEFAULT_MAX_AGE)
+        self.feed = feed
+        self.newest = feed.newest  # the hot path's one lookup
+        if store is not None and watch:
+            feed.watch(store)
+        self.on_store_error = on_store_error
+        self.retry_after = retry_after
+        self.timeout = timeout
+        self.clock = clock
+        self.memo: OrderedDict[str, Loaded] = OrderedDict()
+        self.memo_size = memo_size
+        self.memo_window = revalidate_after if revalidate_after is not None else MEMO_WINDOW
+        self.flight: SingleFlight[Loaded] = SingleFlight(self.load)
+        self.failed_at: float | None = None  # the last failed load, while unreachable
+        self.signed_out = 0  # sessions signed out because the store was unreachable
+
+    @property
+    def queries(self) -> int:
+        """How many loads this policy has started."""
+        return self.flight.calls
+
+    @property
+    def reachable(self) -> bool:
+        """False from a failed load until the next one that succeeds."""
+        return self.failed_at is None
+
+    def is_stale(self, session: Session, now: int) -> bool:
+        """True when ``session`` must be revalidated before the request goes on."""
+        user = session.user
+        if user is None:
+            return False
+        newest = self.newest(user.id)
+        if newest is not None:
+            version = session.version
+            if version is None or newest > version:
+                return True
+        after = self.revalidate_after
+        if after is None:
+            return False
+        checked = session.checked_at
+        return checked is None or now - checked >= after
+
+    async def revalidate(self, session: Session, now: int) -> None:
+        """Load the user (shared, remembered) and apply it to ``session``; while the
+        store is unreachable, apply ``on_store_error`` instead. Never raises for an
+        outage."""
+        user = session.user
+        if user is None:
+            return
+        newest = self.newest(user.id)
+        loaded = self.memo.get(user.id)
+        if (loaded is None or now - loaded.loaded_at >= self.memo_window
+                or (newest is not None and newest > loaded.seen)):
+            failed_at = self.failed_at
+            if failed_at is not None and self.clock() - failed_at < self.retry_after:
+                self.store_down(session)  # a probe failed a moment ago
+                return
+            try:
+                loaded = await self.flight(user.id, now)
+            except UNAVAILABLE:
+                self.store_down(session)
+                return
+        apply_user(session, loaded.user, loaded.loaded_at)
+
+    async def refresh(self, session: Session, now: int) -> None:
+        """Re-read the user now and apply it (the refresh endpoint); raises
+        :class:`~asgi_jwt_session.errors.StoreUnavailable` when the store cannot be
+        reached or does not answer within ``timeout``."""
+        user = session.user
+        if user is None:
+            return
+        try:
+            loaded = await self.flight(user.id, now)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"role store unavailable: {exc!r}") from exc
+        apply_user(session, loaded.user, loaded.loaded_at)
+
+    async def load(self, user_id: str, now: int) -> Loaded:
+        newest = self.newest(user_id)  # before the read: a later change reloads
+        try:
+            with anyio.fail_after(self.timeout):
+                user = CheckedUser.coerce(await self.load_user(user_id))
+        except UNAVAILABLE as exc:
+            self.failed(exc)
+            raise
+        if self.failed_at is not None:
+            self.failed_at = None
+            logger.warning("role store reachable again; revalidating sessions")
+        seen = max(newest or 0, user.session_version if user is not None else 0)
+        loaded = Loaded(user, now, seen)
+        memo = self.memo
+        memo[user_id] = loaded
+        memo.move_to_end(user_id)
+        while memo:
+            oldest = next(iter(memo.values()))
+            if len(memo) <= self.memo_size and now - oldest.loaded_at < self.memo_window:
+                break
+            memo.popitem(last=False)
+        return loaded
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failed_at is None:  # logged once per outage
+            reason = repr(exc) if not str(exc) else str(exc)
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.timeout}s"
+            logger.warning("role store unreachable, %s sessions that need a check; "
+                           "probing every %ss: %s",
+                           "keeping" if self.on_store_error == "keep" else "signing out",
+                           self.retry_after, reason)
+        self.failed_at = self.clock()
+
+    def store_down(self, session: Session) -> None:
+        if self.on_store_error == "signout":
+            self.signed_out += 1
+            session.logout()

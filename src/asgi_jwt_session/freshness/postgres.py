@@ -1,0 +1,243 @@
+"""A version feed across processes: PostgreSQL LISTEN/NOTIFY (asyncio only, asyncpg)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol
+
+import orjson
+
+from asgi_jwt_session.freshness.feed import VersionFeed
+from asgi_jwt_session.store.base import Observable, StoredUser
+
+__all__ = ["ChangeSource", "PostgresVersionFeed"]
+
+logger = logging.getLogger("asgi_jwt_session.freshness")
+
+
+class ChangeSource(Observable, Protocol):
+    """What the feed needs of its store: a PostgreSQL
+    :class:`~asgi_jwt_session.store.RoleStore` is one."""
+
+    is_postgres: bool
+    table_name: str
+
+    def asyncpg_arguments(self) -> tuple[str, dict[str, Any]]:
+        """A DSN and ``asyncpg.connect()`` keyword arguments for the store's database."""
+
+    async def changes_since(self, when: datetime) -> list[StoredUser]:
+        """Users changed at or after ``when``, oldest first."""
+
+
+CHANNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,62}")
+
+
+def default_channel(store: ChangeSource) -> str:
+    return f"asgi_jwt_session:{store.table_name}"[:63]
+
+
+class PostgresVersionFeed(VersionFeed):
+    """A :class:`VersionFeed` shared by every process on one PostgreSQL database.
+
+    **asyncio only** (asyncpg). It watches ``store`` (a PostgreSQL :class:`RoleStore`):
+    each change the store makes is published here at once and sent to the other
+    processes with ``pg_notify(channel, '{"id": ..., "ver": ...}')``; their feeds
+    LISTEN on their own asyncpg connection (``dsn``; by default the store's database,
+    see :meth:`RoleStore.asyncpg_arguments`).
+
+    Start it with the app's lifespan (``async with feed:`` or ``await feed.start()``
+    and ``await feed.stop()``). On start, and after every reconnect, it catches up
+    from ``store.changes_since()``: on start everything inside ``max_age``, after a
+    reconnect everything since the connection was last seen alive (a keep-alive query
+    every ``keepalive`` seconds) less ``margin`` seconds. A dropped connection is
+    reconnected with exponential backoff (``min_backoff`` to ``max_backoff``
+    seconds, jittered); a notification that could not be sent is sent after the
+    reconnect. The app starts and serves even when the database is down.
+
+    ``backend_pid`` is the LISTEN connection's server process (for
+    ``pg_terminate_backend`` in tests); ``connections`` counts successful connects;
+    ``connected`` is set while listening.
+    """
+
+    def __init__(
+        self,
+        store: ChangeSource,
+        *,
+        dsn: str | None = None,
+        channel: str | None = None,
+        max_age: float | None = None,
+        margin: float = 5.0,
+        keepalive: float = 10.0,
+        min_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        connect_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(max_age, clock=clock)
+        if not store.is_postgres:
+            raise ValueError("PostgresVersionFeed needs a PostgreSQL RoleStore")
+        self.store = store
+        self.connect_arguments: dict[str, Any] = {}
+        if dsn is None:
+            dsn, self.connect_arguments = store.asyncpg_arguments()
+        self.dsn = dsn
+        self.channel = channel or default_channel(store)
+        if not CHANNEL.fullmatch(self.channel):
+            raise ValueError(f"not a usable channel name: {self.channel!r}")
+        self.margin = margin
+        self.keepalive = keepalive
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.connect_timeout = connect_timeout
+        self.connect: Callable[..., Awaitable[Any]] = self._asyncpg_connect
+        self.connection: Any = None
+        self.backend_pid: int | None = None
+        self.connections = 0
+        self.last_alive: datetime | None = None  # server time the connection was last seen
+        self.pending: dict[str, int] = {}  # notifications not sent yet
+        self.task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.lock = asyncio.Lock()  # one operation at a time on the connection
+        self.watch(store)
+
+    @staticmethod
+    async def _asyncpg_connect(dsn: str, *, timeout: float, **arguments: Any) -> Any:
+        import asyncpg  # type: ignore[import-untyped]
+
+        return await asyncpg.connect(dsn, timeout=timeout, **arguments)
+
+    # Lifecycle
+
+    async def start(self, wait: float | None = 5.0) -> None:
+        """Start listening; wait up to ``wait`` seconds for the first catch-up."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        if wait:
+            try:
+                await asyncio.wait_for(self.connected.wait(), wait)
+            except TimeoutError:
+                logger.warning("version feed not connected after %ss; serving anyway", wait)
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> PostgresVersionFeed:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Listen, and reconnect with backoff whenever the connection is lost."""
+        delay = self.min_backoff
+        failing = False
+        while True:
+            connections = self.connections
+            reason: object = "closed"
+            try:
+                await self.listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = exc
+            if self.connections != connections:  # it was up: a new outage begins
+                delay, failing = self.min_backoff, False
+            if not failing:  # logged once per outage
+                logger.warning("version feed connection lost (%r); reconnecting", reason)
+                failing = True
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.max_backoff)
+
+    async def listen(self) -> None:
+        """One connection's life: LISTEN, catch up, keep alive until it is lost."""
+        connection = await self.connect(self.dsn, timeout=self.connect_timeout,
+                                        **self.connect_arguments)
+        lost = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _: lost.set())
+            await connection.add_listener(self.channel, self.on_notify)
+            # LISTEN is in effect: later commits notify; earlier ones are caught up.
+            server_now: datetime = await connection.fetchval("SELECT now()")
+            if self.last_alive is None:
+                since = server_now - timedelta(seconds=self.max_age)
+            else:
+                since = self.last_alive - timedelta(seconds=self.margin)
+            for user in await self.store.changes_since(since):
+                self.publish(user.id, user.session_version)
+            self.last_alive = server_now
+            self.connection = connection
+            self.backend_pid = connection.get_server_pid()
+            self.connections += 1
+            self.connected.set()
+            logger.info("version feed listening on %r (connection %d)",
+                        self.channel, self.connections)
+            await self.flush()
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), self.keepalive)
+                except TimeoutError:
+                    async with self.lock:
+                        self.last_alive = await connection.fetchval(
+                            "SELECT now()", timeout=self.keepalive)
+        finally:
+            self.connected.clear()
+            self.connection = None
+            if not connection.is_closed():
+                connection.terminate()
+
+    # Receiving and sending
+
+    def on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        try:
+            message = orjson.loads(payload)
+            user_id, version = message["id"], message["ver"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.debug("version feed: ignored payload %r", payload)
+            return
+        if type(user_id) is str and type(version) is int:
+            self.publish(user_id, version)
+
+    def on_change(self, user: StoredUser) -> Awaitable[None]:
+        """Publish here at once, then notify the other processes."""
+        self.publish(user.id, user.session_version)
+        self.pending[user.id] = max(user.session_version, self.pending.get(user.id, 0))
+        return self.flush()
+
+    async def flush(self) -> None:
+        """Send the pending notifications; keep them for the next connection on failure.
+
+        Never raises: the change it reports is already committed.
+        """
+        connection = self.connection
+        if connection is None or not self.pending:
+            return
+        try:
+            async with self.lock:
+                while self.pending:
+                    user_id, version = next(iter(self.pending.items()))
+                    payload = orjson.dumps({"id": user_id, "ver": version}).decode()
+                    await connection.execute("SELECT pg_notify($1, $2)", self.channel, payload,
+                                             timeout=self.connect_timeout)
+                    if self.pending.get(user_id) == version:
+                        del self.pending[user_id]
+        except Exception as exc:
+            logger.warning("version feed: notify failed, sent after reconnect: %r", exc)

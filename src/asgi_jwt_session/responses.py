@@ -1,0 +1,149 @@
+"""HTTP answers for the guards: login redirect, 401/403 (HTML or JSON), websocket close.
+
+Also the content negotiation behind them (:func:`prefers_html`) and :func:`safe_next`,
+the check a login page uses before it sends the browser on.
+
+When :class:`~asgi_jwt_session.middleware.JWTSessionMiddleware` is installed inside a
+Starlette app (``Starlette(middleware=[Middleware(JWTSessionMiddleware, ...)])``) it
+answers the guards' exceptions itself. An app that wraps a whole Starlette app from
+outside (``JWTSessionMiddleware(Starlette(...), ...)``) adds one line, as Starlette's
+own error middleware would answer 500 first::
+
+    app = Starlette(routes=routes, exception_handlers=exception_handlers)
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import HTTPConnection
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Scope
+from starlette.websockets import WebSocket, WebSocketClose
+
+from asgi_jwt_session.context import get_context
+from asgi_jwt_session.errors import AuthError, NotAuthenticated
+
+__all__ = [
+    "auth_error_response",
+    "exception_handlers",
+    "handle_auth_error",
+    "login_redirect_url",
+    "prefers_html",
+    "safe_next",
+]
+
+DEFAULT_LOGIN_URL = "/login"
+
+
+def safe_next(value: object, default: str = "/") -> str:
+    """``value`` when it is a safe place to send the browser after login, else ``default``.
+
+    Safe means a path on this site: it starts with one ``/``, has no scheme or host, no
+    backslash, no whitespace, control or other unprintable character and no ``.`` or
+    ``..`` segment, so that no browser can read it as another origin
+    (``//evil.example``, ``/\\evil.example``, ``https://evil.example``, a tab after
+    the ``/``). Use it on the ``next`` a login page is given before redirecting there.
+    """
+    if not isinstance(value, str) or not value.startswith("/") or value[1:2] == "/":
+        return default
+    if "\\" in value or " " in value or not value.isprintable():
+        return default  # browsers drop or rewrite these (tab, newline, backslash)
+    path = value.partition("?")[0].partition("#")[0]
+    segments = path.lower().replace("%2e", ".").split("/")
+    if "." in segments or ".." in segments:
+        return default
+    return value
+
+
+def login_redirect_url(scope: Scope, login_url: str) -> str:
+    """``login_url`` with ``next=`` set to this request's path and query."""
+    target = quote(scope["path"], safe="/:@!$&'()*+,;=~")
+    query = quote(scope.get("query_string", b""), safe="/?:@!$&'()*+,;=~%")
+    if query:
+        target = f"{target}?{query}"
+    separator = "&" if "?" in login_url else "?"
+    return f"{login_url}{separator}{urlencode({'next': safe_next(target)})}"
+
+
+def prefers_html(scope: Scope) -> bool:
+    """True when the Accept header ranks ``text/html`` above ``application/json``
+    (a browser navigating); ``*/*`` alone, as ``fetch()`` sends, is not HTML."""
+    accept = ""
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            accept = value.decode("latin-1")
+            break
+    if "text/" not in accept:
+        return False
+    ranges = []
+    for item in accept.lower().split(","):
+        media_range, *params = item.split(";")
+        media_type, _, subtype = media_range.strip().partition("/")
+        q = 1.0
+        for param in params:
+            name, _, number = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(number)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media_type, subtype, q))
+    return quality(ranges, "text", "html") > quality(ranges, "application", "json")
+
+
+def quality(ranges: list[tuple[str, str, float]], media_type: str, subtype: str) -> float:
+    """The q of the most specific range that matches ``media_type/subtype`` (0 if none)."""
+    best, q = -1, 0.0
+    for range_type, range_subtype, range_q in ranges:
+        if range_type in ("*", media_type) and range_subtype in ("*", subtype):
+            specificity = (range_type != "*") + (range_subtype != "*")
+            if specificity > best:
+                best, q = specificity, range_q
+    return q
+
+
+FORBIDDEN_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>403 Forbidden</title></head>
+<body><h1>403 Forbidden</h1><p>{detail}</p></body>
+</html>
+"""
+
+
+def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
+    """The ASGI response for a guard's exception: a websocket close before accept
+    (4401 / 4403), a redirect to the login page for a browser that is not signed in,
+    a 403 page for a browser, or 401 / 403 JSON."""
+    if scope["type"] == "websocket":
+        return WebSocketClose(code=exc.close_code, reason=exc.detail)
+    headers = {"vary": "Accept"}
+    if prefers_html(scope):
+        if isinstance(exc, NotAuthenticated):
+            context = get_context(scope)
+            login_url = context.login_url if context is not None else DEFAULT_LOGIN_URL
+            url = login_redirect_url(scope, login_url)
+            return RedirectResponse(url, status_code=303, headers=headers)
+        page = FORBIDDEN_PAGE.format(detail=html.escape(exc.detail))
+        return HTMLResponse(page, status_code=exc.status_code, headers=headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | None:
+    """Starlette exception handler for :class:`AuthError`, for when the middleware wraps
+    a Starlette app from outside (its own error middleware would answer 500 first)."""
+    assert isinstance(exc, AuthError)
+    if isinstance(conn, WebSocket):
+        await conn.close(exc.close_code, exc.detail)
+        return None
+    response = auth_error_response(conn.scope, exc)
+    assert isinstance(response, Response)
+    return response
+
+
+exception_handlers: Mapping[Any, Any] = {AuthError: handle_auth_error}
+"""``Starlette(..., exception_handlers=exception_handlers)``: answers the guards'
+exceptions in an app that the middleware wraps from outside."""

@@ -1,0 +1,41 @@
+"""Role stores: the :class:`Store` protocol, and :class:`RoleStore` on ``databases``.
+
+``RoleStore`` (SQLite embedded, PostgreSQL for real) is imported on first use, so
+importing this package loads no database stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
+from asgi_jwt_session.store.base import (
+    Listener,
+    Store,
+    StoredUser,
+    revoke_sessions,
+    update_user_role,
+)
+
+if TYPE_CHECKING:
+    from asgi_jwt_session.store.databases import RoleStore
+
+__all__ = [
+    "Listener",
+    "RoleStore",
+    "Store",
+    "StoreUnavailable",
+    "StoredUser",
+    "UnknownRole",
+    "UnknownUser",
+    "revoke_sessions",
+    "update_user_role",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RoleStore":
+        from asgi_jwt_session.store.databases import RoleStore
+
+        return RoleStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
