@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
-from asgi_jwt_session import Role, RoleStore, StoredUser
+from asgi_jwt_session import Role
+from asgi_jwt_session.store import RoleStore, StoredUser
 
 
 @dataclass(frozen=True)

@@ -28,22 +28,21 @@ from asgi_jwt_session import (
     JWTSessionMiddleware,
     PermissionDenied,
     Role,
-    RoleStore,
+    UnknownRole,
+    UnknownUser,
     auth,
-    csrf_token,
-    handle_auth_error,
     login,
     require_admin,
     require_role,
     requires_login,
     requires_role,
-    safe_next,
-    session_routes,
-    set_csrf_cookie,
     update_user_role,
-    verify_csrf,
 )
-from asgi_jwt_session.store import UnknownRole, UnknownUser
+from asgi_jwt_session.csrf import csrf_token, set_csrf_cookie, verify_csrf
+from asgi_jwt_session.endpoints import session_routes
+from asgi_jwt_session.freshness import Freshness
+from asgi_jwt_session.responses import safe_next
+from asgi_jwt_session.store import RoleStore
 from demo.accounts import DEMO_ACCOUNTS, Accounts
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +86,11 @@ def secret_key(path: Path = SECRET_FILE) -> str:
 def store_of(conn: HTTPConnection) -> RoleStore:
     store: RoleStore = conn.app.state.store
     return store
+
+
+def accounts_of(conn: HTTPConnection) -> Accounts:
+    accounts: Accounts = conn.app.state.accounts
+    return accounts
 
 
 def when(timestamp: int | None) -> str:
@@ -133,7 +137,7 @@ async def login_submit(request: Request) -> Response:
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
     next_url = safe_next(form.get("next"), "/dashboard")
-    user = await request.app.state.accounts.authenticate(email, password)
+    user = await accounts_of(request).authenticate(email, password)
     if user is None:
         context = {"next": next_url, "accounts": DEMO_ACCOUNTS, "email": email,
                    "error": "Wrong email or password."}
@@ -212,13 +216,14 @@ async def org_socket(websocket: WebSocket) -> None:
 # --- errors ----------------------------------------------------------------------------
 
 
-async def forbidden(conn: HTTPConnection, exc: Exception) -> Response | None:
-    """403 pages that say why; JSON clients and websockets get the package's answer."""
-    if isinstance(conn, Request) and "text/html" in conn.headers.get("accept", ""):
-        context = {"detail": str(exc), "needs": PAGE_ROLES.get(conn.url.path),
-                   "path": conn.url.path}
-        return render(conn, "forbidden.html", context, status_code=403)
-    return await handle_auth_error(conn, exc)
+async def forbidden(conn: HTTPConnection, exc: Exception) -> Response:
+    """403 pages that say why. JSON clients and websockets get the package's answer:
+    re-raised, the middleware answers it (403 JSON, websocket close 4403)."""
+    if not (isinstance(conn, Request) and "text/html" in conn.headers.get("accept", "")):
+        raise exc
+    context = {"detail": str(exc), "needs": PAGE_ROLES.get(conn.url.path),
+               "path": conn.url.path}
+    return render(conn, "forbidden.html", context, status_code=403)
 
 
 # --- the app ---------------------------------------------------------------------------
@@ -242,8 +247,8 @@ def create_app(database: str | None = None, secret: str | None = None) -> Starle
     # Freshness: with the store, a role change made here reaches the user's session on
     # their next request, and any other change within `revalidate_after` seconds.
     middleware = [
-        Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(), store=store,
-                   revalidate_after=60),
+        Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
+                   freshness=Freshness(store, revalidate_after=60)),
     ]
     routes = [
         Route("/", home),
@@ -256,7 +261,7 @@ def create_app(database: str | None = None, secret: str | None = None) -> Starle
         Route("/api/me", api_me),
         Route("/api/admin/users", api_admin_users),
         WebSocketRoute("/ws/org", org_socket),
-        session_routes(store),
+        session_routes(),  # refreshes through the middleware's freshness (its store)
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
