@@ -15,15 +15,19 @@ What Auth.js does (``@auth/core/jwt``):
 - a list of secrets rotates keys: the first encrypts, decoding picks by ``kid``;
 - 15 s clock tolerance, 30 days default ``maxAge``;
 - a cookie value longer than 3936 characters (4096 less an estimated 160 for the
-  cookie's name and attributes) is split into ``<name>.0``, ``<name>.1``, ...
+  cookie's name and attributes) is split into ``<name>.0``, ``<name>.1``, ...;
+  Auth.js sets no limit on the number of chunks;
+- ``AUTH_SECRET`` is one literal secret (no splitting): see
+  :func:`authjs_secrets_from_env` for how Auth.js reads rotated secrets.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -40,6 +44,7 @@ __all__ = [
     "AuthJSFormat",
     "AuthJSWire",
     "authjs_cookie_name",
+    "authjs_secrets_from_env",
 ]
 
 SESSION_COOKIE = "authjs.session-token"
@@ -47,6 +52,9 @@ SECURE_PREFIX = "__Secure-"
 AUTHJS_CHUNK_SIZE = 4096 - 160
 """Longest cookie value Auth.js writes unchunked (its ``CHUNK_SIZE``)."""
 AUTHJS_LEEWAY = 15  # Auth.js's clock tolerance, seconds
+AUTHJS_MAX_TOKEN_SIZE = 32 * 1024
+"""Longest Auth.js token read by default (all chunks): Auth.js itself has no limit, and
+Node's default request header limit (16 KiB) keeps real ones well under this."""
 
 ENCODE_ENC = "A256CBC-HS512"
 KEY_LENGTHS = {"A256CBC-HS512": 64, "A256GCM": 32}
@@ -58,6 +66,43 @@ TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 def authjs_cookie_name(secure: bool) -> str:
     """The session cookie name Auth.js uses: ``__Secure-`` prefixed on https."""
     return f"{SECURE_PREFIX}{SESSION_COOKIE}" if secure else SESSION_COOKIE
+
+
+def authjs_secrets_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    framework: Literal["next-auth", "core"] = "next-auth",
+) -> list[str]:
+    """The secrets Auth.js takes from the environment, newest (the encrypting one)
+    first: the ``secret_key`` for a middleware that shares Auth.js's cookie.
+
+    ``AUTH_SECRET`` is one secret, taken literally (never split). ``@auth/core``'s own
+    ``setEnvDefaults`` (``framework="core"``: SvelteKit, Express, Qwik...) puts
+    ``AUTH_SECRET_3``, ``AUTH_SECRET_2``, ``AUTH_SECRET_1`` in front of it, in that
+    order, skipping unset or empty ones. NextAuth v5 (``framework="next-auth"``, the
+    default) first takes ``AUTH_SECRET``, else ``NEXTAUTH_SECRET``, alone: the
+    numbered ones count only when neither is set. Both apply only when the app's
+    Auth.js config sets no ``secret`` of its own. ``environ`` defaults to
+    ``os.environ``; no secret at all raises ``ValueError``.
+    """
+    env = os.environ if environ is None else environ
+    if framework not in ("next-auth", "core"):
+        raise ValueError("framework must be 'next-auth' or 'core'")
+    if framework == "next-auth":
+        # config.secret ??= AUTH_SECRET ?? NEXTAUTH_SECRET (an empty string counts as set
+        # here, then as unset in @auth/core, which reads the numbered ones).
+        secret = env["AUTH_SECRET"] if "AUTH_SECRET" in env else env.get("NEXTAUTH_SECRET")
+        if secret:
+            return [secret]
+    secrets = [env["AUTH_SECRET"]] if env.get("AUTH_SECRET") else []
+    for index in (1, 2, 3):
+        numbered = env.get(f"AUTH_SECRET_{index}")
+        if numbered:
+            secrets.insert(0, numbered)
+    if not secrets:
+        names = "AUTH_SECRET (or NEXTAUTH_SECRET)" if framework == "next-auth" else "AUTH_SECRET"
+        raise ValueError(f"no Auth.js secret in the environment: set {names}")
+    return secrets
 
 
 def derive_key(secret: str, salt: str, enc: str) -> jwk.JWK:
@@ -269,15 +314,26 @@ class AuthJSFormat:
     claim is ``session.user.role``, and ``name``, ``email``, ``picture`` and the app's
     own claims are ``session.user.claims``. Values over 3936 characters are chunked
     as Auth.js chunks them.
+
+    Auth.js owns the cookie. Tokens are read up to ``max_token_size`` characters (all
+    chunks), even past the middleware's ``max_cookie_size``, which bounds only what the
+    Python side writes; a longer one reads as no session and is left as it is, never
+    expired, as is one whose re-issue would not fit ``max_cookie_size`` (a warning is
+    logged). A token the Python side re-issues keeps the lifetime of the one it
+    replaces (``exp - iat``: Auth.js's ``session.maxAge``), ``max_age`` at most.
     """
 
     chunk_size: int | None = AUTHJS_CHUNK_SIZE
+    owns_cookie = False
 
     def __init__(self, *, write: bool = False, role_claim: str = "role",
-                 default_role: str = "") -> None:
+                 default_role: str = "", max_token_size: int = AUTHJS_MAX_TOKEN_SIZE) -> None:
+        if max_token_size <= 0:
+            raise ValueError("max_token_size must be positive")
         self.writable = write
         self.role_claim = role_claim
         self.default_role = default_role
+        self.max_token_size = max_token_size
 
     def cookies(self, secret_key: SecretKey, session_cookie: str) -> list[tuple[str, AuthJSWire]]:
         secrets = secret_list(secret_key)

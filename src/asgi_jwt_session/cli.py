@@ -1,20 +1,64 @@
-"""``asgi-jwt-session keygen | decode | bench``."""
+"""``asgi-jwt-session``: keys, cookies and the role store, from the command line.
+
+```
+asgi-jwt-session keygen [--jwk]
+asgi-jwt-session decode COOKIE
+asgi-jwt-session db init
+asgi-jwt-session users [--json]
+asgi-jwt-session create-user ID ROLE [--email EMAIL]
+asgi-jwt-session set-role ID ROLE
+asgi-jwt-session revoke ID
+asgi-jwt-session disable ID
+asgi-jwt-session enable ID
+```
+
+The store commands work on the database of ``--database URL`` (or ``$DATABASE_URL``)
+through :class:`~asgi_jwt_session.store.RoleStore`, as the application does. Errors
+are one line on stderr, never a traceback; the exit status says what kind:
+:data:`OK`, :data:`REFUSED`, :data:`USAGE` or :data:`UNAVAILABLE`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import subprocess
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from asgi_jwt_session.errors import InvalidToken
+from asgi_jwt_session.errors import InvalidToken, StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.keys import Keyring, generate_secret
+from asgi_jwt_session.roles import RoleHierarchy
+from asgi_jwt_session.store.base import StoredUser
 from asgi_jwt_session.tokens import TokenCodec
 
+if TYPE_CHECKING:
+    from asgi_jwt_session.store.databases import RoleStore
+
 SECRET_ENV = "SESSION_SECRET"
+DATABASE_ENV = "DATABASE_URL"
+
+OK = 0
+REFUSED = 1  # unknown user or role, a taken id, no table yet, the store extra missing
+USAGE = 2  # bad arguments, no database given (argparse's own status too)
+UNAVAILABLE = 3  # the database cannot be reached
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with the exit status to end with."""
+
+    def __init__(self, message: str, status: int = REFUSED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Keys and cookies
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -23,15 +67,14 @@ def keygen(args: argparse.Namespace) -> int:
         print(orjson.dumps(Keyring(secret).to_jwks(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(secret)
-    return 0
+    return OK
 
 
 def decode(args: argparse.Namespace) -> int:
     raw = os.environ.get(args.secret_env, "")
     if not raw:
-        print(f"error: set the secret in ${args.secret_env} (newest first, comma-separated)",
-              file=sys.stderr)
-        return 2
+        raise CommandError(
+            f"set the secret in ${args.secret_env} (newest first, comma-separated)", USAGE)
     token = args.cookie if args.cookie != "-" else sys.stdin.read()
     token = token.strip()
     if "=" in token.split(".", 1)[0]:  # "session=<token>" as copied from a browser
@@ -41,26 +84,187 @@ def decode(args: argparse.Namespace) -> int:
                            leeway=args.leeway)
         claims = codec.decode(token)
     except (InvalidToken, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     print(orjson.dumps(claims, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
-    return 0
+    return OK
 
 
-def bench(args: argparse.Namespace) -> int:
-    """Run the benchmark suite of a source checkout (it lives beside the package)."""
-    command = [sys.executable, "-m", "benchmarks.run", "--full" if args.full else "--quick"]
+# The role store
+
+
+def open_store(args: argparse.Namespace) -> RoleStore:
+    url = args.database or os.environ.get(DATABASE_ENV, "")
+    if not url:
+        raise CommandError(f"no database: pass --database URL or set ${DATABASE_ENV}", USAGE)
     try:
-        return subprocess.call(command)
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        from asgi_jwt_session.store import RoleStore
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        roles = RoleHierarchy(args.roles.split(",")) if args.roles else None
+        # connect_retry=None: an unreachable database is an error here, not an outage
+        # to ride out in the background as an app does.
+        store = RoleStore(url, roles=roles, table=args.table, connect_retry=None,
+                          connect_timeout=args.timeout)
+    except ValueError as exc:
+        raise CommandError(str(exc), USAGE) from None
+    path = None if store.is_postgres else store.database.url.database
+    creates = getattr(args, "creates", False)
+    if path and path != ":memory:":
+        if not creates and not Path(path).exists():
+            raise CommandError(f"no database file {path}: run `asgi-jwt-session db init` first")
+        if not Path(path).parent.is_dir():
+            raise CommandError(f"no directory {Path(path).parent} for the database file")
+    return store
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="asgi-jwt-session",
-                                     description="Encrypted JWT cookie sessions: tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def database_error(exc: Exception, store: RoleStore) -> CommandError:
+    """A database error the store lets through (a schema problem, a bug), as one line."""
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    sqlite = isinstance(exc, sqlite3.OperationalError)
+    name = type(exc).__name__  # asyncpg's, without importing asyncpg
+    if (sqlite and "no such table" in message) or name == "UndefinedTableError":
+        return CommandError(f"no table {store.table_name!r} in the database: run "
+                            "`asgi-jwt-session db init` first")
+    if (sqlite and "no such column" in message) or name == "UndefinedColumnError":
+        return CommandError(f"table {store.table_name!r} lacks a column the store needs "
+                            f"({message}); see docs/operations.md, 'An older table'")
+    return CommandError(f"{name}: {message}")
+
+
+def run_store(args: argparse.Namespace, work: Callable[[RoleStore], Awaitable[str]]) -> int:
+    """Connect, do ``work``, disconnect; print what it returned."""
+    store = open_store(args)
+
+    async def session() -> str:
+        try:
+            await store.connect()
+        except StoreUnavailable:
+            # aiosqlite stops the worker thread of a connection that failed to open
+            # after returning; give it the loop, or it reports to a closed one.
+            await asyncio.sleep(0.1)
+            raise
+        try:
+            return await work(store)
+        finally:
+            await store.disconnect()
+
+    try:
+        output = asyncio.run(session())
+    except StoreUnavailable as exc:
+        url = store.database.url.obscure_password
+        raise CommandError(f"cannot reach {url}: {exc}", UNAVAILABLE) from None
+    except UnknownUser as exc:
+        raise CommandError(f"no user {exc.args[0]!r}") from None
+    except (UnknownRole, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    except Exception as exc:  # a driver's error: one line, not a traceback
+        raise database_error(exc, store) from None
+    print(output)
+    return OK
+
+
+def describe(user: StoredUser) -> str:
+    line = f"{user.id}: role {user.role}, session version {user.session_version}"
+    if user.disabled:
+        line += ", disabled"
+    if user.revoked_at is not None:
+        line += f", sessions revoked at {when(user.revoked_at)}"
+    return line
+
+
+def when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(sep=" ", timespec="seconds")
+
+
+def as_json(user: StoredUser) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "role": user.role,
+            "session_version": user.session_version, "disabled": user.disabled,
+            "revoked_at": user.revoked_at and user.revoked_at.isoformat(),
+            "updated_at": user.updated_at.isoformat()}
+
+
+def db_init(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        await store.create_tables()
+        return f"table {store.table_name} ready"
+
+    return run_store(args, work)
+
+
+def users(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        found = await store.list_users()
+        if args.json:
+            return orjson.dumps([as_json(user) for user in found],
+                                option=orjson.OPT_INDENT_2).decode()
+        rows = [("ID", "ROLE", "VERSION", "DISABLED", "REVOKED AT", "EMAIL")]
+        rows += [(user.id, user.role, str(user.session_version),
+                  "yes" if user.disabled else "no", when(user.revoked_at), user.email or "-")
+                 for user in found]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows)
+
+    return run_store(args, work)
+
+
+def create_user(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        return describe(await store.create_user(args.id, args.role, email=args.email))
+
+    return run_store(args, work)
+
+
+def set_role(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        return describe(await store.update_user_role(args.id, args.role))
+
+    return run_store(args, work)
+
+
+def revoke(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        return describe(await store.revoke_sessions(args.id))
+
+    return run_store(args, work)
+
+
+def set_disabled(disabled: bool) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        async def work(store: RoleStore) -> str:
+            return describe(await store.set_disabled(args.id, disabled))
+
+        return run_store(args, work)
+
+    return command
+
+
+# The parser
+
+
+def store_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("the role store")
+    group.add_argument("--database", metavar="URL",
+                       help=f"sqlite:///path.db or postgresql://... (default: ${DATABASE_ENV})")
+    group.add_argument("--table", default="users", help="the users table (default: users)")
+    group.add_argument("--roles", metavar="A,B,C",
+                       help="the role hierarchy, lowest first (default: USER,ORG_ADMIN,ADMIN)")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="how long to wait for the database (default: 10)")
+    return options
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asgi-jwt-session",
+        description="Encrypted JWT cookie sessions: keys, cookies and the role store.",
+        epilog=f"exit status: {OK} done, {REFUSED} refused (unknown user or role, ...), "
+               f"{USAGE} usage, {UNAVAILABLE} database unreachable")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    store = store_options()
 
     parser_keygen = commands.add_parser("keygen", help="print a new random secret")
     parser_keygen.add_argument("--jwk", action="store_true", help="print it as a JWK Set")
@@ -74,13 +278,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser_decode.add_argument("--leeway", type=int, default=10)
     parser_decode.set_defaults(run=decode)
 
-    parser_bench = commands.add_parser(
-        "bench", help="run the benchmark suite (from a source checkout)")
-    parser_bench.add_argument("--full", action="store_true")
-    parser_bench.set_defaults(run=bench)
+    parser_db = commands.add_parser("db", help="the role store's schema")
+    db_commands = parser_db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    parser_init = db_commands.add_parser(
+        "init", parents=[store], help="create the users table (and the database file)")
+    parser_init.set_defaults(run=db_init, creates=True)
 
-    args = parser.parse_args(argv)
-    result: int = args.run(args)
+    parser_users = commands.add_parser("users", parents=[store], help="list the users")
+    parser_users.add_argument("--json", action="store_true", help="as JSON")
+    parser_users.set_defaults(run=users)
+
+    parser_create = commands.add_parser("create-user", parents=[store], help="add a user")
+    parser_create.add_argument("id")
+    parser_create.add_argument("role")
+    parser_create.add_argument("--email")
+    parser_create.set_defaults(run=create_user)
+
+    parser_role = commands.add_parser(
+        "set-role", parents=[store],
+        help="set a user's role; sessions see it on their next revalidation")
+    parser_role.add_argument("id")
+    parser_role.add_argument("role")
+    parser_role.set_defaults(run=set_role)
+
+    parser_revoke = commands.add_parser(
+        "revoke", parents=[store], help="sign a user out everywhere")
+    parser_revoke.add_argument("id")
+    parser_revoke.set_defaults(run=revoke)
+
+    for name, disabled, text in (("disable", True, "disable a user (signs them out)"),
+                                 ("enable", False, "enable a disabled user again")):
+        parser_disabled = commands.add_parser(name, parents=[store], help=text)
+        parser_disabled.add_argument("id")
+        parser_disabled.set_defaults(run=set_disabled(disabled))
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
     return result
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "check_types",
+    "compact_json",
 ]
 
 DEFAULT_MAX_TOKEN_SIZE = 12 * 1024
@@ -113,7 +114,7 @@ def parse_header(segment: str, encs: frozenset[str]) -> dict[str, Any]:
     if extra:
         raise InvalidToken(f"token header has members outside the allow-list: {sorted(extra)}")
     alg, enc = header.get("alg"), header.get("enc")
-    if alg != "dir" or enc not in encs:
+    if alg != "dir" or type(enc) is not str or enc not in encs:
         message = (f"token algorithm alg={alg!r} enc={enc!r} is not allowed "
                    f"(only dir with {', '.join(sorted(encs))})")
         if alg == "dir" and enc == "A256CBC-HS512":
@@ -148,20 +149,33 @@ def check_types(claims: Any) -> dict[str, Any]:
     return claims
 
 
+def compact_json(value: Any) -> bytes:
+    """``value`` as JSON in a bytes object of exactly its length: orjson's own result
+    keeps the buffer it grew (~128 KiB for a 9 KB document), and a cache holds these."""
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 class Decoded:
     """A decrypted, type-checked token as the cache keeps it.
 
-    ``claims`` holds every claim but ``data`` and must not be changed; ``data`` is the
-    free-form session dict still as JSON, so each request parses its own copy and no
-    request can change what the next one reads. ``memo`` is for the session layer to
-    keep what it derives from the claims (it is immutable there).
+    ``claims`` holds the registered claims (``sub``, ``role``, times...) and must not
+    be changed; the user's other claims (``extra``) and the free-form session dict
+    (``data``) stay JSON, so each request parses its own copy, no request can change
+    what the next one reads, and an entry costs little more than the token's size.
+    ``memo`` is for the session layer to keep what it derives from the claims (it is
+    immutable there).
     """
 
-    __slots__ = ("claims", "data", "exp", "iat", "memo", "nbf")
+    __slots__ = ("claims", "data", "exp", "extra", "iat", "memo", "nbf")
 
     def __init__(self, claims: dict[str, Any]) -> None:
-        data = claims.pop("data", None)
-        self.data = orjson.dumps(data) if data else None
+        data = claims.get("data")
+        self.data = compact_json(data) if data else None
+        extra = {name: value for name, value in claims.items() if name not in CLAIM_TYPES}
+        self.extra = compact_json(extra) if extra else None
+        # A new dict: one that had every claim keeps its larger table after pops.
+        claims = {name: value for name, value in claims.items()
+                  if name in CLAIM_TYPES and name != "data"}
         self.claims = claims
         self.exp: int = claims["exp"]
         self.iat: int | None = claims.get("iat")
@@ -181,6 +195,8 @@ class Decoded:
     def to_dict(self) -> dict[str, Any]:
         """A fresh dict of all the claims, ``data`` included, sharing nothing with the cache."""
         claims: dict[str, Any] = orjson.loads(orjson.dumps(self.claims))
+        if self.extra is not None:
+            claims.update(orjson.loads(self.extra))
         if self.data is not None:
             claims["data"] = orjson.loads(self.data)
         return claims
@@ -219,6 +235,12 @@ class SessionFormat(Protocol):
     ``writable``: whether the middleware writes the cookie (Auth.js's may be read-only).
     ``chunk_size``: ``None`` chunks when a Set-Cookie line would pass 4096 bytes; a
     number chunks cookie values longer than that many characters.
+
+    Two optional attributes, for a cookie another program writes too (Auth.js's):
+    ``max_token_size``, the longest token read when it is longer than the middleware's
+    ``max_cookie_size`` (its write budget); and ``owns_cookie = False``, so that a
+    cookie too large to read is left as it is rather than expired, and a re-issued
+    token keeps the lifetime (``exp - iat``) of the token it replaces.
     """
 
     @property
@@ -268,7 +290,10 @@ class Codec:
     compact shape, not canonical base64url or with a header outside the allow-list
     before the wire codec decrypts it; then checks the claim types, and on every call
     (cache hit or not) ``exp``/``nbf``/``iat`` with ``leeway`` seconds. Decrypted
-    tokens are kept in an LRU cache of ``cache_size`` entries (0 turns it off).
+    tokens of at most ``max_cached_size`` characters (default: ``max_token_size``) are
+    kept in an LRU cache of ``cache_size`` entries (0 turns it off). An entry holds
+    under twice its token's size (the token itself is the key) plus about 1.5 KiB, so
+    the cache holds at most ``cache_size * (2 * max_cached_size + 1.5 KiB)``.
     """
 
     def __init__(
@@ -278,12 +303,14 @@ class Codec:
         leeway: int = 10,
         cache_size: int = 4096,
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
+        max_cached_size: int | None = None,
     ) -> None:
         if leeway < 0:
             raise ValueError("leeway must be >= 0")
         self.wire = wire
         self.leeway = leeway
         self.max_token_size = max_token_size
+        self.max_cached_size = max_token_size if max_cached_size is None else max_cached_size
         self.cache = TokenCache(cache_size)
 
     def encode(self, claims: dict[str, Any]) -> str:
@@ -310,7 +337,8 @@ class Codec:
             if type(claims) is not dict:
                 raise InvalidToken("token payload is not a JSON object")
             decoded = Decoded(check_types(self.wire.claims(claims)))
-            self.cache.store(token, decoded)
+            if len(token) <= self.max_cached_size:
+                self.cache.store(token, decoded)
         decoded.check_times(now, self.leeway)
         return decoded
 

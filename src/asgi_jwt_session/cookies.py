@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from asgi_jwt_session.errors import SessionTooLarge
 
-__all__ = ["CookieWriter", "SessionTooLarge", "check_attribute", "read_session_cookie"]
+__all__ = [
+    "CookieRead",
+    "CookieWriter",
+    "SessionTooLarge",
+    "check_attribute",
+    "read_cookie_chunks",
+    "read_session_cookie",
+]
 
 MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
 DELETED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
@@ -19,6 +27,7 @@ BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
 # Only spaces and tabs surround a cookie (RFC 6265 OWS); str.strip() would also drop
 # control and non-ASCII bytes (\x1c-\x1f, \x85, \xa0) and so accept a mangled token.
 OWS = " \t"
+TOO_MANY = 10**6  # a chunk index no cookie of ours reaches
 
 
 def check_attribute(name: str, value: str | None) -> None:
@@ -33,9 +42,74 @@ def check_attribute(name: str, value: str | None) -> None:
         raise ValueError(f"cookie {name} is {len(value)} characters, over {MAX_ATTRIBUTE}")
 
 
-def is_chunk_name(cookie_name: str, prefix: str) -> bool:
+def chunk_index(cookie_name: str, prefix: str) -> int | None:
+    """The ``N`` of a chunk name ``<prefix>N`` (``None`` for any other name)."""
+    if not cookie_name.startswith(prefix):
+        return None
     index = cookie_name[len(prefix):]
-    return cookie_name.startswith(prefix) and index.isascii() and index.isdigit()
+    if not (index.isascii() and index.isdigit()):
+        return None
+    # int() of thousands of digits raises (and is slow): such a name is no chunk of ours.
+    return int(index) if len(index) <= 6 else TOO_MANY
+
+
+class CookieRead(NamedTuple):
+    """What a request carried of one session cookie.
+
+    ``token``: the value, chunks joined (``None`` when absent or broken); ``carried``:
+    the names to expire if the cookie is refused; ``overflow``: how many chunk names
+    were ignored, being past the most chunks the cookie may have (``max_chunks``).
+    """
+
+    token: str | None
+    carried: list[str]
+    overflow: int = 0
+
+
+def read_cookie_chunks(
+    headers: Iterable[tuple[bytes, bytes]], name: str, max_chunks: int | None = None
+) -> CookieRead:
+    """Find the session cookie ``name`` in the raw request headers.
+
+    The token is ``name``, or the chunks ``name.0``, ``name.1``... joined in order; a
+    broken set of chunks (one missing) gives no token. As in Starlette's cookie parser,
+    the last of duplicate names wins. Chunk names at or past ``max_chunks`` (and
+    spellings such as ``name.01``) are ignored and counted in ``overflow``, so whatever
+    a request carries, ``carried`` has at most ``max_chunks + 1`` names.
+    """
+    found: dict[str, str] = {}
+    overflow = 0
+    prefix = name + "."
+    needle = name.encode("latin-1")
+    for key, raw in headers:
+        if key != b"cookie" or needle not in raw:
+            continue
+        for pair in raw.decode("latin-1").split(";"):
+            cookie_name, sep, value = pair.partition("=")
+            if not sep:
+                continue
+            cookie_name = cookie_name.strip(OWS)
+            if cookie_name != name:
+                index = chunk_index(cookie_name, prefix)
+                if index is None:
+                    continue
+                if ((max_chunks is not None and index >= max_chunks)
+                        or cookie_name != f"{prefix}{index}"):
+                    overflow += 1
+                    continue
+            found[cookie_name] = value.strip(OWS)
+    if not found:
+        return CookieRead(None, [], overflow)
+    names = list(found)
+    if name in found:
+        return CookieRead(found[name] or None, names, overflow)
+    parts = []
+    for index in range(len(found)):
+        part = found.get(f"{prefix}{index}")
+        if part is None:
+            return CookieRead(None, names, overflow)
+        parts.append(part)
+    return CookieRead("".join(parts), names, overflow)
 
 
 def read_session_cookie(
@@ -46,31 +120,10 @@ def read_session_cookie(
     Returns the token (chunks ``name.0``, ``name.1``... joined in order) and the names of
     every session cookie the request carried, so that all of them can be expired. A
     broken set of chunks (one missing) gives no token. As in Starlette's cookie parser,
-    the last of duplicate names wins.
+    the last of duplicate names wins. See :func:`read_cookie_chunks` to cap the chunks.
     """
-    found: dict[str, str] = {}
-    prefix = name + "."
-    needle = name.encode("latin-1")
-    for key, raw in headers:
-        if key != b"cookie" or needle not in raw:
-            continue
-        for pair in raw.decode("latin-1").split(";"):
-            cookie_name, sep, value = pair.partition("=")
-            cookie_name = cookie_name.strip(OWS)
-            if sep and (cookie_name == name or is_chunk_name(cookie_name, prefix)):
-                found[cookie_name] = value.strip(OWS)
-    if not found:
-        return None, []
-    names = list(found)
-    if name in found:
-        return found[name] or None, names
-    parts = []
-    for index in range(len(found)):
-        part = found.get(f"{prefix}{index}")
-        if part is None:
-            return None, names
-        parts.append(part)
-    return "".join(parts), names
+    token, carried, _ = read_cookie_chunks(headers, name)
+    return token, carried
 
 
 class CookieWriter:
@@ -107,6 +160,15 @@ class CookieWriter:
             flags += "; Partitioned"
         self.flags = flags
         self.max_age = f"; Max-Age={max_age}" if max_age is not None else ""
+
+    def chunks_for(self, size: int) -> int:
+        """The most chunks a token of ``size`` characters takes with this writer."""
+        if self.chunk_size is not None:
+            room = self.chunk_size
+        else:  # the longest attributes it may write: Secure, a ten-digit Max-Age
+            room = MAX_SET_COOKIE - len(
+                f"{self.name}.99=; {self.attributes(True)}; Max-Age=9999999999")
+        return max(1, math.ceil(size / max(room, 64)))
 
     def attributes(self, secure: bool) -> str:
         return self.flags + "; Secure" if secure else self.flags

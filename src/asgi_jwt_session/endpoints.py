@@ -86,7 +86,11 @@ def next_expiry(request: Request, session: Session) -> int | None:
     context = get_context(request)
     if context is None or not context.writable:
         return None
-    return context.expires_for(session, int(time.time()))
+    now = int(time.time())
+    expires_at = context.expires_for(session, now)
+    if session.lifetime is not None:  # as the middleware: the token's own lifetime
+        expires_at = min(expires_at, now + session.lifetime)
+    return expires_at
 
 
 def error(detail: str, status_code: int) -> JSONResponse:

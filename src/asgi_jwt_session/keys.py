@@ -6,11 +6,13 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from jwcrypto import jwk
+
+if TYPE_CHECKING:
+    from jwcrypto import jwk
 
 # Fixed label: the derived key depends on the secret only, never on the cookie name.
 HKDF_INFO = b"asgi-jwt-session v1 A256GCM content key"
@@ -47,19 +49,23 @@ def key_id(key: bytes) -> str:
     return _b64(hashlib.sha256(b"kid:" + key).digest())[:8]
 
 
-def _to_jwk(material: KeyMaterial) -> jwk.JWK:
+def raw_key(material: KeyMaterial) -> tuple[str, bytes]:
+    """``(kid, 32-byte key)`` for a secret (HKDF-derived) or an ``oct`` JWK (as it is)."""
     if isinstance(material, (str, bytes)):
         key = derive_key(material)
-        return jwk.JWK(kty="oct", k=_b64(key), kid=key_id(key), alg="dir", use="enc")
-    source = material if isinstance(material, jwk.JWK) else jwk.JWK(**dict(material))
-    exported = source.export(as_dict=True)
-    if exported.get("kty") != "oct":
+        return key_id(key), key
+    exported = (material.export(as_dict=True, private_key=True)
+                if hasattr(material, "export") else dict(material))
+    if exported.get("kty") != "oct" or not isinstance(exported.get("k"), str):
         raise ValueError("only symmetric ('oct') JWKs can encrypt session cookies")
-    raw = base64.urlsafe_b64decode(exported["k"] + "=" * (-len(exported["k"]) % 4))
+    encoded = exported["k"]
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     if len(raw) != KEY_BYTES:
         raise ValueError(f"an 'oct' JWK for A256GCM must hold {KEY_BYTES} bytes, not {len(raw)}")
     kid = exported.get("kid") or key_id(raw)
-    return jwk.JWK(kty="oct", k=exported["k"], kid=kid, alg="dir", use="enc")
+    if not isinstance(kid, str):
+        raise ValueError("a JWK's kid must be a string")
+    return kid, raw
 
 
 class Keyring:
@@ -67,22 +73,25 @@ class Keyring:
 
     The first key encrypts; every key decrypts. Rotate by putting a new secret in
     front and keeping the old ones until their cookies have expired.
+
+    ``secrets`` holds ``(kid, key bytes)`` pairs; ``keys``, ``by_kid`` and ``current``
+    are the same keys as jwcrypto JWKs, made when first asked for (so importing the
+    package does not load jwcrypto).
     """
 
     def __init__(self, keys: KeyMaterial | Iterable[KeyMaterial]) -> None:
-        if isinstance(keys, (str, bytes, jwk.JWK, Mapping)):
+        if isinstance(keys, (str, bytes, Mapping)) or hasattr(keys, "export"):
             items: list[KeyMaterial] = [keys]
         else:
             items = list(keys)
         if not items:
             raise ValueError("a Keyring needs at least one secret or key")
-        self.keys: tuple[jwk.JWK, ...] = tuple(_to_jwk(item) for item in items)
-        self.by_kid: dict[str, jwk.JWK] = {}
-        for key in self.keys:
-            kid = key["kid"]
-            if kid in self.by_kid:
+        self.secrets: tuple[tuple[str, bytes], ...] = tuple(raw_key(item) for item in items)
+        kids = [kid for kid, _ in self.secrets]
+        for kid in kids:
+            if kids.count(kid) > 1:
                 raise ValueError(f"two keys share the kid {kid!r} (the same secret twice?)")
-            self.by_kid[kid] = key
+        self._jwks: tuple[jwk.JWK, ...] | None = None
 
     @classmethod
     def coerce(cls, secret_key: SecretKey) -> Keyring:
@@ -103,14 +112,28 @@ class Keyring:
         return cls(generate_secret())
 
     @property
+    def keys(self) -> tuple[jwk.JWK, ...]:
+        """The keys as jwcrypto JWKs (``kid``, ``alg: dir``, ``use: enc``), newest first."""
+        if self._jwks is None:
+            from jwcrypto import jwk
+
+            self._jwks = tuple(jwk.JWK(kty="oct", k=_b64(raw), kid=kid, alg="dir", use="enc")
+                               for kid, raw in self.secrets)
+        return self._jwks
+
+    @property
+    def by_kid(self) -> dict[str, jwk.JWK]:
+        """The JWKs by ``kid``."""
+        return {key["kid"]: key for key in self.keys}
+
+    @property
     def current(self) -> jwk.JWK:
         """The key that encrypts new cookies."""
         return self.keys[0]
 
     @property
     def current_kid(self) -> str:
-        kid: str = self.keys[0]["kid"]
-        return kid
+        return self.secrets[0][0]
 
     def to_jwks(self) -> dict[str, Any]:
         """The keys as a JWK Set (RFC 7517), so another JOSE library can read the cookies.
@@ -120,4 +143,4 @@ class Keyring:
         return {"keys": [key.export(private_key=True, as_dict=True) for key in self.keys]}
 
     def __repr__(self) -> str:
-        return f"Keyring(kids={list(self.by_kid)!r})"
+        return f"Keyring(kids={[kid for kid, _ in self.secrets]!r})"

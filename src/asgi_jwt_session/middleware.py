@@ -6,14 +6,14 @@ import logging
 import time
 from typing import Literal
 
-from starlette.applications import Starlette
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_jwt_session.codec import Codec, SessionFormat
+from asgi_jwt_session.codec import Codec, Decoded, SessionFormat
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
-from asgi_jwt_session.cookies import CookieWriter, read_session_cookie
-from asgi_jwt_session.errors import AuthError, InvalidToken
+from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks
+from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
@@ -101,16 +101,27 @@ class JWTSessionMiddleware:
         self.config = config
         self.format: SessionFormat = format if format is not None else TokenFormat()
         self.freshness = freshness
+        # A cookie another program writes too (Auth.js's) may be longer than this
+        # middleware's write budget: it is read up to the format's own cap, and a
+        # cookie too large even for that is left alone rather than expired.
+        self.owns_cookie: bool = getattr(self.format, "owns_cookie", True)
+        read_size = max(config.max_cookie_size, getattr(self.format, "max_token_size", 0))
         # (cookie name, codec, writer) for each cookie the session may live in, https
         # name first (Auth.js has one of each, each its own key).
         self.cookies: list[tuple[str, Codec, CookieWriter]] = []
+        # The most chunks each cookie is read in: what a request carries past that is
+        # never joined nor expired, so no request can make a response expire more.
+        self.max_chunks: dict[str, int] = {}
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
-                          max_token_size=config.max_cookie_size)
-            self.cookies.append((name, codec, self.writer(name, self.format.chunk_size)))
+                          max_token_size=read_size, max_cached_size=config.max_cookie_size)
+            writer = self.writer(name, self.format.chunk_size)
+            self.cookies.append((name, codec, writer))
+            self.max_chunks[name] = writer.chunks_for(read_size)
         self.context = SessionContext(config, self.format.writable, freshness)
         self.renew_after = config.renew_after
-        if isinstance(app, Starlette) and AuthError not in app.exception_handlers:
+        handlers = getattr(app, "exception_handlers", None)  # a Starlette app's
+        if isinstance(handlers, dict) and AuthError not in handlers:
             logger.warning(
                 "JWTSessionMiddleware wraps a Starlette app from outside: its error "
                 "middleware answers the guards' AuthError with 500. Add "
@@ -131,21 +142,33 @@ class JWTSessionMiddleware:
 
         config = self.config
         now = int(time.time())
-        name, codec, token, carried = self.read_cookie(scope)
+        name, codec, (token, carried, overflow) = self.read_chunks(scope)
         session = None
+        decoded = None
         renew = False
         if token is not None:
             try:
-                session = Session.from_decoded(codec.decode_cached(token, now))
+                decoded = codec.decode_cached(token, now)
+                session = Session.from_decoded(decoded)
                 if session.auth_time is not None and now > session.auth_time + config.max_lifetime:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
                 renew = now - issued_at >= self.renew_after or not codec.is_current(token)
+                if not self.owns_cookie and session.issued_at is not None:
+                    session.lifetime = decoded.exp - session.issued_at
             except InvalidToken as exc:
                 logger.debug("session cookie %s refused: %s", name, exc)
-                session = None
+                session = decoded = None
         elif carried:
             logger.debug("session cookie %s refused: incomplete chunks %s", name, carried)
+        if session is None and not self.owns_cookie and (
+                overflow or (token is not None and len(token) > codec.max_token_size)):
+            # Possibly a valid session of the cookie's owner, too large for this side.
+            logger.info("session cookie %s not read: %s over the %d characters read here "
+                        "(max_token_size); left as it is", name,
+                        f"{overflow} chunks" if overflow else f"{len(token or '')} characters",
+                        codec.max_token_size)
+            carried = []
         initial_session_was_empty = session is None
         if session is None:
             session = Session()
@@ -165,7 +188,7 @@ class JWTSessionMiddleware:
             if (pending or session.accessed) and message["type"] in (
                     "http.response.start", "websocket.accept"):
                 lines = self.set_cookie_lines(scope, session, name, carried, renew,
-                                              initial_session_was_empty)
+                                              initial_session_was_empty, decoded)
                 if lines or session.accessed:
                     # "headers" is optional in websocket.accept, and may be any iterable.
                     headers = message["headers"] = list(message.get("headers", ()))
@@ -182,15 +205,27 @@ class JWTSessionMiddleware:
 
     def read_cookie(self, scope: Scope) -> tuple[str, Codec, str | None, list[str]]:
         """The first session cookie the request carries: name, codec, token, chunk names."""
+        name, codec, (token, carried, _) = self.read_chunks(scope)
+        return name, codec, token, carried
+
+    def read_chunks(self, scope: Scope) -> tuple[str, Codec, CookieRead]:
+        """The first session cookie the request carries: its name, codec and what was read."""
         for name, codec, _ in self.cookies:
-            token, carried = read_session_cookie(scope["headers"], name)
-            if carried:
-                return name, codec, token, carried
-        return name, codec, None, []
+            read = read_cookie_chunks(scope["headers"], name, self.max_chunks[name])
+            if read.carried or read.overflow:
+                return name, codec, read
+        return name, codec, CookieRead(None, [])
 
     def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
-                         renew: bool, initial_session_was_empty: bool) -> list[str]:
-        """The Set-Cookie lines this response needs (most responses need none)."""
+                         renew: bool, initial_session_was_empty: bool,
+                         decoded: Decoded | None = None) -> list[str]:
+        """The Set-Cookie lines this response needs (most responses need none).
+
+        A re-issue over ``max_cookie_size`` raises :class:`SessionTooLarge` when the app
+        put more in the session than the cookie it came with held; otherwise (renewal,
+        a new role, a long Auth.js token) the cookie is left as it is and a warning
+        logged: what the client sent never makes a response fail.
+        """
         empty = session.is_empty
         if not self.context.writable or (
             # Nothing to expire: no session cookie, or one that stays (not cleared).
@@ -210,16 +245,40 @@ class JWTSessionMiddleware:
         now = int(time.time())
         if session.auth_time is None:
             session.auth_time = now
-        expires_at = self.context.expires_for(session, now)
+        expires_at = self.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
+        try:
+            lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now)
+        except SessionTooLarge as exc:
+            if decoded is None or changed_content(session, decoded):
+                raise
+            logger.warning("session cookie %s of user %r not re-issued, left as it is: %s",
+                           name, session.user.id if session.user else None, exc)
+            return []
         session.issued_at = now
         session.expires_at = expires_at
-        return cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now)
+        return lines
 
     def expires_for(self, session: Session, now: int) -> int:
-        """When a token issued for ``session`` at ``now`` expires."""
-        return self.context.expires_for(session, now)
+        """When a token issued for ``session`` at ``now`` expires (never later than its
+        ``lifetime``, the span the cookie's owner gave the token it replaces)."""
+        expires_at = self.context.expires_for(session, now)
+        if session.lifetime is not None:
+            expires_at = min(expires_at, now + session.lifetime)
+        return expires_at
 
     def is_secure(self, scope: Scope) -> bool:
         """Whether a cookie set in answer to this request gets ``Secure``."""
         return self.context.is_secure(scope)
+
+
+def changed_content(session: Session, decoded: Decoded) -> bool:
+    """Whether ``session`` holds other data or user claims than the token it was read
+    from (its role, version and times aside): what the app put there, not the client."""
+    user = session.user
+    claims = decoded.claims
+    if (user.id if user is not None else None) != claims.get("sub"):
+        return True
+    extra = orjson.loads(decoded.extra) if decoded.extra is not None else {}
+    data = orjson.loads(decoded.data) if decoded.data is not None else {}
+    return (user.claims if user is not None else {}) != extra or dict(session) != data

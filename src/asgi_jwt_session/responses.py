@@ -1,4 +1,5 @@
-"""HTTP answers for the guards: login redirect, 401/403 (HTML or JSON), websocket close.
+"""HTTP answers for the guards: login redirect, 401/403 (HTML or JSON), websocket close;
+and 503 with ``Retry-After`` for a role store that cannot be reached.
 
 Also the content negotiation behind them (:func:`prefers_html`) and :func:`safe_next`,
 the check a login page uses before it sends the browser on.
@@ -10,11 +11,17 @@ outside (``JWTSessionMiddleware(Starlette(...), ...)``) adds one line, as Starle
 own error middleware would answer 500 first::
 
     app = Starlette(routes=routes, exception_handlers=exception_handlers)
+
+:data:`exception_handlers` also answers
+:class:`~asgi_jwt_session.errors.StoreUnavailable` from the app's own store calls (a
+sign-in form, an admin page) with 503 and ``Retry-After`` instead of a 500; add it to
+any app that calls the store, however the middleware is installed.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -25,7 +32,7 @@ from starlette.types import ASGIApp, Scope
 from starlette.websockets import WebSocket, WebSocketClose
 
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.errors import AuthError, NotAuthenticated
+from asgi_jwt_session.errors import AuthError, NotAuthenticated, StoreUnavailable
 
 __all__ = [
     "auth_error_response",
@@ -34,9 +41,14 @@ __all__ = [
     "login_redirect_url",
     "prefers_html",
     "safe_next",
+    "store_unavailable_handler",
+    "store_unavailable_response",
 ]
 
+logger = logging.getLogger("asgi_jwt_session")
+
 DEFAULT_LOGIN_URL = "/login"
+RETRY_AFTER = 5  # seconds a client is asked to wait when the role store is unreachable
 
 
 def safe_next(value: object, default: str = "/") -> str:
@@ -144,6 +156,46 @@ async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | 
     return response
 
 
-exception_handlers: Mapping[Any, Any] = {AuthError: handle_auth_error}
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>503 Service Unavailable</title></head>
+<body><h1>503 Service Unavailable</h1>
+<p>The service cannot reach its database just now. Try again in a few seconds.</p></body>
+</html>
+"""
+UNAVAILABLE_DETAIL = "The database cannot be reached just now; try again later"
+TRY_AGAIN_LATER = 1013  # the websocket close code
+
+
+def store_unavailable_response(scope: Scope, retry_after: int = RETRY_AFTER) -> ASGIApp:
+    """503 with ``Retry-After`` (an HTML page for a browser, else JSON ``detail``), or
+    for a websocket a close with 1013 (try again later)."""
+    if scope["type"] == "websocket":
+        return WebSocketClose(code=TRY_AGAIN_LATER, reason="database unavailable")
+    headers = {"retry-after": str(retry_after), "vary": "Accept"}
+    if prefers_html(scope):
+        return HTMLResponse(UNAVAILABLE_PAGE, status_code=503, headers=headers)
+    return JSONResponse({"detail": UNAVAILABLE_DETAIL}, status_code=503, headers=headers)
+
+
+async def store_unavailable_handler(conn: HTTPConnection, exc: Exception) -> Response | None:
+    """Starlette exception handler for
+    :class:`~asgi_jwt_session.errors.StoreUnavailable`: 503 with ``Retry-After``
+    (the cause is logged at warning level; the client sees no detail of it)."""
+    logger.warning("%s %s: 503, %s", conn.scope.get("method", "WEBSOCKET"),
+                   conn.scope.get("path", ""), exc)
+    if isinstance(conn, WebSocket):
+        await conn.close(TRY_AGAIN_LATER, "database unavailable")
+        return None
+    response = store_unavailable_response(conn.scope)
+    assert isinstance(response, Response)
+    return response
+
+
+exception_handlers: Mapping[Any, Any] = {
+    AuthError: handle_auth_error,
+    StoreUnavailable: store_unavailable_handler,
+}
 """``Starlette(..., exception_handlers=exception_handlers)``: answers the guards'
-exceptions in an app that the middleware wraps from outside."""
+exceptions in an app that the middleware wraps from outside, and the role store's
+:class:`~asgi_jwt_session.errors.StoreUnavailable` (503, ``Retry-After``) in any app."""

@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from asgi_jwt_session.codec import RESERVED_CLAIMS, Decoded
+from asgi_jwt_session.codec import RESERVED_CLAIMS, Decoded, compact_json
 
 
 class SessionUser:
@@ -32,7 +32,16 @@ class SessionUser:
     def __init__(self, id: str, role: str, claims: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "role", role)
-        object.__setattr__(self, "claims_json", orjson.dumps(dict(claims)) if claims else None)
+        object.__setattr__(self, "claims_json", compact_json(dict(claims)) if claims else None)
+
+    @classmethod
+    def from_json(cls, id: str, role: str, claims_json: bytes | None) -> SessionUser:
+        """A user whose extra claims are already JSON (a JSON object, or ``None``)."""
+        user = cls.__new__(cls)
+        object.__setattr__(user, "id", id)
+        object.__setattr__(user, "role", role)
+        object.__setattr__(user, "claims_json", claims_json)
+        return user
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("SessionUser is read-only")
@@ -71,15 +80,16 @@ TokenFields = tuple[
 ]
 
 
-def token_fields(claims: Mapping[str, Any]) -> TokenFields:
+def token_fields(decoded: Decoded) -> TokenFields:
     """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time,
     auth_ms."""
+    claims = decoded.claims
     user = None
     if "sub" in claims:
-        extra = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-        user = SessionUser(id=claims["sub"], role=claims["role"], claims=extra)
-    # No auth_time (an Auth.js token): the sign-in time is unknown. `iat` is no stand-in,
-    # as every re-issue renews it; revocation then signs such a session out.
+        # The extra claims' JSON is shared with the cache entry, not copied.
+        user = SessionUser.from_json(claims["sub"], claims["role"], decoded.extra)
+    # No auth_time (an Auth.js token): the sign-in time is unknown, and revocation
+    # judges the session by its iat (see freshness.policy.signed_in_before).
     return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
             claims.get("chk"), claims.get("auth_time"), claims.get("auth_ms"))
 
@@ -94,7 +104,7 @@ class Session(dict[str, Any]):
     """
 
     __slots__ = ("accessed", "auth_ms", "auth_time", "checked_at", "expires_at", "issued_at",
-                 "jti", "modified", "user", "version")
+                 "jti", "lifetime", "modified", "user", "version")
 
     def __init__(
         self,
@@ -120,18 +130,22 @@ class Session(dict[str, Any]):
         self.checked_at = checked_at
         self.auth_time = auth_time
         self.auth_ms = auth_ms
+        # Seconds a re-issued token lives when its cookie's owner decides (an Auth.js
+        # token's own exp - iat); None: the middleware's max_age.
+        self.lifetime: int | None = None
 
     @classmethod
     def from_decoded(cls, decoded: Decoded) -> Session:
         """Build a session from a decoded token (as the codec's cache keeps it)."""
         fields = decoded.memo
         if fields is None:
-            fields = decoded.memo = token_fields(decoded.claims)
+            fields = decoded.memo = token_fields(decoded)
         # The hot path: no __init__ keyword parsing, the fields come ready from the cache.
         session = cls.__new__(cls)
         if decoded.data is not None:
             dict.update(session, orjson.loads(decoded.data))
         session.accessed = session.modified = False
+        session.lifetime = None
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
          session.checked_at, session.auth_time, session.auth_ms) = fields
         return session
@@ -221,7 +235,7 @@ class Session(dict[str, Any]):
         """Replace the signed-in user's role (after the server re-read it)."""
         if self.user is None:
             raise ValueError("nobody is signed in")
-        self.user = SessionUser(id=self.user.id, role=str(role), claims=self.user.claims)
+        self.user = SessionUser.from_json(self.user.id, str(role), self.user.claims_json)
         if version is not None:
             self.version = version
         self.checked_at = checked_at if checked_at is not None else int(time.time())

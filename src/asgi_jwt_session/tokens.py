@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from jwcrypto import jwe
 
 from asgi_jwt_session.codec import (
     DEFAULT_MAX_TOKEN_SIZE,
@@ -45,9 +44,8 @@ class TokenWire:
         # each key, so a token of ours needs no header parsing.
         self.ciphers: dict[str, AESGCM] = {}
         self.headers: dict[str, Mapping[str, Any]] = {}
-        for key in keyring.keys:
-            kid = key["kid"]
-            self.ciphers[kid] = AESGCM(b64url_decode(key.export(as_dict=True)["k"]))
+        for kid, raw in keyring.secrets:
+            self.ciphers[kid] = AESGCM(raw)
             header = {"alg": ALG, "enc": ENC, "kid": kid}
             self.headers[b64url_encode(orjson.dumps(header))] = header
         self.current_header = orjson.dumps(
@@ -77,6 +75,8 @@ class TokenWire:
             plaintext = orjson.dumps(claims, option=orjson.OPT_NON_STR_KEYS)
         except orjson.JSONEncodeError as exc:
             raise TypeError(f"session data must be JSON-serializable: {exc}") from exc
+        from jwcrypto import jwe  # loaded on the first write, not at import
+
         token = jwe.JWE(plaintext, protected=self.current_header)
         token.add_recipient(self.keyring.current)
         compact: str = token.serialize(compact=True)

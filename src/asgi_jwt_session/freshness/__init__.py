@@ -6,12 +6,16 @@
   protocol a cross-process feed implements (start/stop, newest(user)).
 - :class:`PostgresVersionFeed` (``postgres.py``): LISTEN/NOTIFY across processes
   (asyncio only).
+- :class:`RedisVersionFeed` (``redis.py``): a Redis Stream across processes (asyncio
+  only; imported when first used).
 - :class:`SingleFlight` (``flight.py``): one load per user for concurrent requests.
 
-Everything but the PostgreSQL feed runs under asyncio and trio (anyio primitives).
+Everything but the PostgreSQL and Redis feeds runs under asyncio and trio (anyio primitives).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from asgi_jwt_session.freshness.feed import Feed, VersionFeed
 from asgi_jwt_session.freshness.flight import SingleFlight
@@ -23,13 +27,25 @@ from asgi_jwt_session.freshness.policy import (
 )
 from asgi_jwt_session.freshness.postgres import PostgresVersionFeed
 
+if TYPE_CHECKING:
+    from asgi_jwt_session.freshness.redis import RedisVersionFeed
+
 __all__ = [
     "CheckedUser",
     "Feed",
     "Freshness",
     "PostgresVersionFeed",
+    "RedisVersionFeed",
     "SingleFlight",
     "UserLoader",
     "VersionFeed",
     "apply_user",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisVersionFeed":  # loaded on first use: most apps have no Redis
+        from asgi_jwt_session.freshness.redis import RedisVersionFeed
+
+        return RedisVersionFeed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ cross-process ones (:class:`~asgi_jwt_session.freshness.PostgresVersionFeed`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from asgi_jwt_session.store.base import Observable, StoredUser
 __all__ = ["DEFAULT_MAX_AGE", "Feed", "VersionFeed"]
 
 DEFAULT_MAX_AGE = 30 * 24 * 60 * 60  # a feed's, when nobody chose: the default token lifetime
+PRUNE_INTERVAL = 1.0  # seconds: lookups check for expired entries at most this often
 
 
 class Feed(Protocol):
@@ -45,11 +47,16 @@ class VersionFeed:
 
     ``publish(user_id, version)`` records a change (a smaller version than the one
     known is ignored); ``newest(user_id)`` is one dict lookup. Entries are dropped
-    ``max_age`` seconds after they were published, so memory is bounded by the changes
-    of one ``max_age``. ``None`` means 30 days (the default token lifetime). The
-    middleware's own feed keeps ``revalidate_after`` plus a minute instead (older
-    changes are caught by revalidation anyway); pass the same to a feed you make
-    yourself to keep it as small. :meth:`watch` wires it to a store's ``on_change``.
+    ``max_age`` seconds after they were published (checked on lookups at most once a
+    second, and on every publish), so memory is bounded by the changes of one
+    ``max_age``, published or not since.
+
+    ``max_age=None`` means "as long as the policies using the feed need": a
+    :class:`~asgi_jwt_session.freshness.Freshness` makes it its ``revalidate_after``
+    plus a minute (older changes are caught by revalidation anyway), the token
+    lifetime (30 days) for a policy without ``revalidate_after``, and 30 days when no
+    policy uses it. A number is kept as it is. :meth:`watch` wires the feed to a
+    store's ``on_change``.
     """
 
     def __init__(self, max_age: float | None = None, *,
@@ -57,9 +64,21 @@ class VersionFeed:
         if max_age is not None and max_age <= 0:
             raise ValueError("max_age must be positive")
         self.max_age: float = DEFAULT_MAX_AGE if max_age is None else max_age
+        self.max_age_given = max_age is not None
+        self.needed: float | None = None  # the longest max_age a policy asked for
         self.clock = clock
         self.versions: dict[str, int] = {}
         self.published: OrderedDict[str, float] = OrderedDict()
+        self.prune_at = math.inf  # when the oldest entry expires (at most once a second)
+
+    def keep_for(self, seconds: float) -> None:
+        """A policy using this feed needs changes for ``seconds``: with ``max_age=None``
+        the feed keeps the longest any policy asked for; a given ``max_age`` stays."""
+        if self.max_age_given or seconds <= 0:
+            return
+        self.needed = seconds if self.needed is None else max(self.needed, seconds)
+        self.max_age = self.needed
+        self.prune_at = -math.inf  # recompute on the next lookup
 
     def publish(self, user_id: str, version: int) -> None:
         """Record that ``user_id``'s session version is now ``version``."""
@@ -74,20 +93,28 @@ class VersionFeed:
 
     def prune(self, now: float | None = None) -> None:
         """Drop entries published more than ``max_age`` seconds ago."""
-        horizon = (self.clock() if now is None else now) - self.max_age
+        if now is None:
+            now = self.clock()
+        horizon = now - self.max_age
         published = self.published
         while published:
             user_id, at = next(iter(published.items()))
             if at >= horizon:
-                break
+                # Look again when this one expires, but not sooner than in a second.
+                self.prune_at = max(at + self.max_age, now + PRUNE_INTERVAL)
+                return
             del published[user_id]
             del self.versions[user_id]
+        self.prune_at = math.inf
 
     def newest(self, user_id: str) -> int | None:
         """The newest session version published for ``user_id``, or ``None``."""
+        if self.published and self.clock() >= self.prune_at:
+            self.prune()
         return self.versions.get(user_id)
 
     def __len__(self) -> int:
+        self.prune()
         return len(self.versions)
 
     async def start(self) -> None:

@@ -8,12 +8,14 @@ user than ``ver``, or when ``chk`` is ``revalidate_after`` seconds old. Only the
 :meth:`Freshness.revalidate` loads the user, once per user for all concurrent requests
 of a process (single flight), and applies :func:`apply_user`.
 
-Under faults: a failed load marks the store unreachable for ``retry_after`` seconds
-(one second by default). Meanwhile stale sessions are served from their cookie
-(``on_store_error="keep"``) or signed out (``"signout"``); after it, the next stale
-request probes the store again, and the first load that succeeds ends the outage for
-everyone. So a change the feed announces is applied within ``retry_after`` of the
-database answering again, and no session is signed out for an outage that is over.
+Under faults: a failed load marks the store unreachable. Meanwhile stale sessions are
+served from their cookie (``on_store_error="keep"``) or signed out (``"signout"``),
+without waiting; every ``retry_after`` seconds (one by default) one stale request
+probes the store, one probe at a time. The outage ends for everyone at the first
+sign that the database answers: a load that succeeds (a probe, the refresh endpoint),
+a change the store commits, or the feed connecting again. So a change the feed
+announces is applied within ``retry_after`` of the database answering again, and no
+session is signed out for an outage that is over. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -163,12 +165,14 @@ class Freshness:
     - ``revalidate_after``: seconds after ``chk`` at which a session is checked again
       (``None``: only when the feed says so).
     - ``feed``: the :class:`~asgi_jwt_session.freshness.feed.Feed` consulted on every
-      request, used as it is (start and stop it with the app's lifespan); without one
-      the policy makes an in-process :class:`VersionFeed` keeping changes for
-      ``revalidate_after`` plus a minute.
+      request (start and stop it with the app's lifespan); without one the policy
+      makes an in-process :class:`VersionFeed`. A feed made with ``max_age=None``
+      keeps changes for ``revalidate_after`` plus a minute (the token lifetime when
+      ``revalidate_after`` is ``None``); a feed's own ``max_age`` is kept.
     - ``on_store_error``: while the store cannot be reached, ``"keep"`` serves the
       current claims, ``"signout"`` signs out every session that needed the check.
-    - ``retry_after``: seconds between probes of an unreachable store.
+    - ``retry_after``: seconds between probes of an unreachable store (one probe at a
+      time; the other stale requests meanwhile get ``on_store_error`` at once).
     - ``timeout``: seconds a load may take before it counts as unreachable.
     - ``memo_size``: users whose last load is remembered. A load is remembered for
       ``revalidate_after`` seconds, so a client that ignores cookies costs at most one
@@ -206,12 +210,20 @@ class Freshness:
         self.store = store
         self.revalidate_after = revalidate_after
         if feed is None:
-            feed = VersionFeed(revalidate_after + CLOCK_MARGIN if revalidate_after is not None
-                               else DEFAULT_MAX_AGE)
+            feed = VersionFeed()
+        keep_for = getattr(feed, "keep_for", None)
+        if callable(keep_for):
+            keep_for(revalidate_after + CLOCK_MARGIN if revalidate_after is not None
+                     else DEFAULT_MAX_AGE)
         self.feed = feed
         self.newest = feed.newest  # the hot path's one lookup
         if store is not None and watch:
             feed.watch(store)
+        if store is not None:
+            store.on_change.append(self.on_store_change)  # a commit: the database answers
+        on_connect = getattr(feed, "on_connect", None)
+        if isinstance(on_connect, list):
+            on_connect.append(self.answered)  # the feed reached the database again
         self.on_store_error = on_store_error
         self.retry_after = retry_after
         self.timeout = timeout
@@ -221,6 +233,7 @@ class Freshness:
         self.memo_window = revalidate_after if revalidate_after is not None else MEMO_WINDOW
         self.flight: SingleFlight[Loaded] = SingleFlight(self.load)
         self.failed_at: float | None = None  # the last failed load, while unreachable
+        self.probing = False  # a load started while unreachable is running
         self.signed_out = 0  # sessions signed out because the store was unreachable
 
     @property
@@ -261,8 +274,9 @@ class Freshness:
         if (loaded is None or now - loaded.loaded_at >= self.memo_window
                 or (newest is not None and newest > loaded.seen)):
             failed_at = self.failed_at
-            if failed_at is not None and self.clock() - failed_at < self.retry_after:
-                self.store_down(session)  # a probe failed a moment ago
+            if failed_at is not None and (
+                    self.probing or self.clock() - failed_at < self.retry_after):
+                self.store_down(session)  # a probe failed a moment ago, or is running
                 return
             try:
                 loaded = await self.flight(user.id, now)
@@ -286,15 +300,18 @@ class Freshness:
 
     async def load(self, user_id: str, now: int) -> Loaded:
         newest = self.newest(user_id)  # before the read: a later change reloads
+        probe = self.failed_at is not None
+        self.probing = self.probing or probe
         try:
             with anyio.fail_after(self.timeout):
                 user = CheckedUser.coerce(await self.load_user(user_id))
         except UNAVAILABLE as exc:
             self.failed(exc)
             raise
-        if self.failed_at is not None:
-            self.failed_at = None
-            logger.warning("role store reachable again; revalidating sessions")
+        finally:
+            if probe:
+                self.probing = False
+        self.answered()
         seen = max(newest or 0, user.session_version if user is not None else 0)
         loaded = Loaded(user, now, seen)
         memo = self.memo
@@ -306,6 +323,16 @@ class Freshness:
                 break
             memo.popitem(last=False)
         return loaded
+
+    def answered(self) -> None:
+        """The database answers: end the outage, if there is one."""
+        if self.failed_at is not None:
+            self.failed_at = None
+            logger.warning("role store reachable again; revalidating sessions")
+
+    def on_store_change(self, user: object) -> None:
+        """A ``Store.on_change`` listener: a committed change means the database answers."""
+        self.answered()
 
     def failed(self, exc: BaseException) -> None:
         if self.failed_at is None:  # logged once per outage

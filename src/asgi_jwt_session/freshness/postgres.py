@@ -28,7 +28,10 @@ class ChangeSource(Observable, Protocol):
     :class:`~asgi_jwt_session.store.RoleStore` is one."""
 
     is_postgres: bool
-    table_name: str
+
+    @property
+    def table_name(self) -> str:
+        """The table's name (schema-qualified), for the default channel."""
 
     def asyncpg_arguments(self) -> tuple[str, dict[str, Any]]:
         """A DSN and ``asyncpg.connect()`` keyword arguments for the store's database."""
@@ -55,16 +58,21 @@ class PostgresVersionFeed(VersionFeed):
 
     Start it with the app's lifespan (``async with feed:`` or ``await feed.start()``
     and ``await feed.stop()``). On start, and after every reconnect, it catches up
-    from ``store.changes_since()``: on start everything inside ``max_age``, after a
+    on its own connection (``store.versions_since_query()``, else
+    ``store.changes_since()``): on start everything inside ``max_age``, after a
     reconnect everything since the connection was last seen alive (a keep-alive query
-    every ``keepalive`` seconds) less ``margin`` seconds. A dropped connection is
-    reconnected with exponential backoff (``min_backoff`` to ``max_backoff``
-    seconds, jittered); a notification that could not be sent is sent after the
-    reconnect. The app starts and serves even when the database is down.
+    every ``keepalive`` seconds) less ``margin`` seconds, never further back than
+    ``max_age``. ``max_age=None`` follows the :class:`Freshness` using the feed: its
+    ``revalidate_after`` plus a minute, so a start reads the changes of minutes, not
+    of 30 days. A dropped connection is reconnected with exponential backoff
+    (``min_backoff`` to ``max_backoff`` seconds, jittered); a notification that could
+    not be sent is sent after the reconnect. The app starts and serves even when the
+    database is down: :meth:`start` returns once the first attempt failed.
 
     ``backend_pid`` is the LISTEN connection's server process (for
     ``pg_terminate_backend`` in tests); ``connections`` counts successful connects;
-    ``connected`` is set while listening.
+    ``connected`` is set while listening; ``on_connect`` callables are called after
+    each connect and catch-up (a :class:`Freshness` ends a store outage there).
     """
 
     def __init__(
@@ -77,7 +85,7 @@ class PostgresVersionFeed(VersionFeed):
         margin: float = 5.0,
         keepalive: float = 10.0,
         min_backoff: float = 0.1,
-        max_backoff: float = 10.0,
+        max_backoff: float = 1.0,
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -105,6 +113,9 @@ class PostgresVersionFeed(VersionFeed):
         self.pending: dict[str, int] = {}  # notifications not sent yet
         self.task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.settled = asyncio.Event()  # the first attempt connected or failed
+        self.failing = False  # between a failed attempt and the next connect
+        self.on_connect: list[Callable[[], object]] = []
         self.lock = asyncio.Lock()  # one operation at a time on the connection
         self.watch(store)
 
@@ -117,14 +128,16 @@ class PostgresVersionFeed(VersionFeed):
     # Lifecycle
 
     async def start(self, wait: float | None = 5.0) -> None:
-        """Start listening; wait up to ``wait`` seconds for the first catch-up."""
+        """Start listening; wait up to ``wait`` seconds for the first catch-up, or for
+        the first attempt to fail (then it goes on trying in the background)."""
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run())
         if wait:
             try:
-                await asyncio.wait_for(self.connected.wait(), wait)
+                await asyncio.wait_for(self.settled.wait(), wait)
             except TimeoutError:
-                logger.warning("version feed not connected after %ss; serving anyway", wait)
+                logger.warning("version feed not connected after %ss; serving anyway, "
+                               "connecting in the background", wait)
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
@@ -149,21 +162,25 @@ class PostgresVersionFeed(VersionFeed):
     async def run(self) -> None:
         """Listen, and reconnect with backoff whenever the connection is lost."""
         delay = self.min_backoff
-        failing = False
         while True:
             connections = self.connections
-            reason: object = "closed"
+            reason = "the connection closed"
             try:
                 await self.listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                reason = exc
+                reason = describe(exc)
             if self.connections != connections:  # it was up: a new outage begins
-                delay, failing = self.min_backoff, False
-            if not failing:  # logged once per outage
-                logger.warning("version feed connection lost (%r); reconnecting", reason)
-                failing = True
+                delay = self.min_backoff
+            if not self.failing:  # logged once per outage
+                self.failing = True
+                if self.connections == 0:
+                    logger.warning("version feed cannot connect (%s); serving without it, "
+                                   "connecting in the background", reason)
+                else:
+                    logger.warning("version feed connection lost (%s); reconnecting", reason)
+            self.settled.set()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.max_backoff)
 
@@ -177,19 +194,25 @@ class PostgresVersionFeed(VersionFeed):
             await connection.add_listener(self.channel, self.on_notify)
             # LISTEN is in effect: later commits notify; earlier ones are caught up.
             server_now: datetime = await connection.fetchval("SELECT now()")
-            if self.last_alive is None:
-                since = server_now - timedelta(seconds=self.max_age)
-            else:
-                since = self.last_alive - timedelta(seconds=self.margin)
-            for user in await self.store.changes_since(since):
-                self.publish(user.id, user.session_version)
+            since = server_now - timedelta(seconds=self.max_age)
+            if self.last_alive is not None:
+                since = max(since, self.last_alive - timedelta(seconds=self.margin))
+            await self.catch_up(connection, since)
             self.last_alive = server_now
             self.connection = connection
             self.backend_pid = connection.get_server_pid()
             self.connections += 1
             self.connected.set()
-            logger.info("version feed listening on %r (connection %d)",
-                        self.channel, self.connections)
+            self.settled.set()
+            if self.failing:
+                self.failing = False
+                logger.warning("version feed listening again on %r (connection %d)",
+                               self.channel, self.connections)
+            else:
+                logger.info("version feed listening on %r (connection %d)",
+                            self.channel, self.connections)
+            for callback in self.on_connect:
+                callback()
             await self.flush()
             while not lost.is_set():
                 try:
@@ -203,6 +226,16 @@ class PostgresVersionFeed(VersionFeed):
             self.connection = None
             if not connection.is_closed():
                 connection.terminate()
+
+    async def catch_up(self, connection: Any, since: datetime) -> None:
+        """Publish every change committed at or after ``since``."""
+        query = getattr(self.store, "versions_since_query", None)
+        if callable(query):  # two columns on our own connection: fast, store or not
+            for user_id, version in await connection.fetch(query(), since):
+                self.publish(user_id, version)
+            return
+        for user in await self.store.changes_since(since):
+            self.publish(user.id, user.session_version)
 
     # Receiving and sending
 
@@ -240,4 +273,11 @@ class PostgresVersionFeed(VersionFeed):
                     if self.pending.get(user_id) == version:
                         del self.pending[user_id]
         except Exception as exc:
-            logger.warning("version feed: notify failed, sent after reconnect: %r", exc)
+            logger.warning("version feed: notify failed, sent after reconnect: %s",
+                           describe(exc))
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: message``, never empty (``TimeoutError()`` has no message)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else repr(exc)
