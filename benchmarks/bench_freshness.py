@@ -1,23 +1,23 @@
 """What freshness costs: the ordinary request with it on, and the database load.
 
-1. Per-request cost in process (direct ASGI calls, as in ``bench_core``): the warm JWT
-   cookie with freshness off (twice: the difference between the two is the noise),
-   and on with a version feed holding ``--feed-size`` other users (the user's own
-   entry absent, and present at the cookie's version). The four take turns request by
-   request, order rotated, so machine drift lands on all alike.
+1. Per-request cost in process (the in-process harness, middleware around a bare ASGI
+   endpoint as in ``bench_core``): the warm JWT cookie with freshness off (twice: the
+   difference between the two is the noise), and on with a version feed holding
+   ``--feed-size`` other users (the user's own entry absent, and present at the cookie's
+   version). They and the baseline take turns request by request, order rotated, so
+   machine drift lands on all alike.
 2. Queries per user per hour for ``revalidate_after`` = 60, 300, 900 s and a user
    making N requests an hour, evenly spaced: computed (N / ceil(R / interval)) and
    measured by driving the middleware through simulated hours (``time.time``
    replaced, the re-issued cookie sent back as a browser would).
 
-    python -m benchmarks.bench_freshness [--requests N] [--feed-size N] [--json PATH]
+    python -m benchmarks.bench_freshness [--requests N] [--feed-size N] [--json PATH | --publish]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import platform
 import time
@@ -25,79 +25,73 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from asgi_jwt_session import JWTSessionMiddleware
-from asgi_jwt_session.freshness import CheckedUser, VersionFeed
-from benchmarks.bench_core import SECRET, ASGIApp, call, endpoint, http_scope, summary
+from starlette.middleware import Middleware
 
+from asgi_jwt_session import JWTSessionMiddleware
+from asgi_jwt_session.freshness import CheckedUser, Freshness, VersionFeed
+from asgi_jwt_session.tokens import TokenCodec
+from benchmarks import inprocess, output
+from benchmarks.app import FIXED_USER, BenchConfig, Setup, make_app
+from benchmarks.strategies import BASELINE, read_jwt
+
+SECRET = "benchmark-secret-" + "x" * 32
+USER, ROLE = FIXED_USER
 WINDOWS = (60, 300, 900)
 RATES = (12, 60, 600, 3600)  # requests per user per hour
 
 
 class CountingLoader:
+    """A user loader that always finds the user at version 1, and counts its calls."""
+
     def __init__(self) -> None:
         self.calls = 0
 
     async def __call__(self, user_id: str) -> CheckedUser:
         self.calls += 1
-        return CheckedUser("USER", 1)
+        return CheckedUser(ROLE, 1)
 
 
-def cookie_for(app: JWTSessionMiddleware, now: int, user: str = "user-1") -> str:
-    claims = {"sub": user, "role": "USER", "ver": 1, "chk": now, "jti": "j1", "iat": now,
+def cookie_at(now: int) -> str:
+    """A session cookie for ``USER`` at session version 1, last checked at ``now``."""
+    claims = {"sub": USER, "role": ROLE, "ver": 1, "chk": now, "jti": "j1", "iat": now,
               "exp": now + 30 * 86400, "auth_time": now}
-    return "session=" + app.codec.encode(claims)
+    return "session=" + TokenCodec(SECRET).encode(claims)
+
+
+def jwt_app(name: str, freshness: Freshness | None = None) -> inprocess.BenchApp:
+    middleware = Middleware(JWTSessionMiddleware, secret_key=SECRET, freshness=freshness)
+    return make_app(name, Setup([middleware]), read_jwt, bare=True)
+
+
+def feed_of(size: int, own_version: int | None = None) -> VersionFeed:
+    """A feed with ``size`` other users at version 2, and ``USER`` at ``own_version``."""
+    feed = VersionFeed(3600)
+    for i in range(size):
+        feed.publish(f"other-{i}", 2)
+    if own_version is not None:
+        feed.publish(USER, own_version)
+    return feed
 
 
 def request_cost(requests: int, feed_size: int) -> dict[str, Any]:
-    now = int(time.time())
-    off = JWTSessionMiddleware(endpoint, secret_key=SECRET)
-    off_again = JWTSessionMiddleware(endpoint, secret_key=SECRET)
+    """Request time and session cost over the baseline, freshness off and on (µs)."""
     loader = CountingLoader()
-    feed = VersionFeed(3600)
-    for i in range(feed_size):
-        feed.publish(f"other-{i}", 2)
-    on = JWTSessionMiddleware(endpoint, secret_key=SECRET, user_loader=loader, feed=feed)
-    hit_feed = VersionFeed(3600)
-    for i in range(feed_size):
-        hit_feed.publish(f"other-{i}", 2)
-    hit_feed.publish("user-1", 1)  # known, same version as the cookie: still fresh
-    on_hit = JWTSessionMiddleware(endpoint, secret_key=SECRET, user_loader=loader,
-                                  feed=hit_feed)
-    apps: dict[str, tuple[ASGIApp, str]] = {
-        "freshness-off": (off, cookie_for(off, now)),
-        "freshness-off-again": (off_again, cookie_for(off_again, now)),
-        "freshness-on": (on, cookie_for(on, now)),
-        "freshness-on-feed-hit": (on_hit, cookie_for(on_hit, now)),
-    }
-    samples: dict[str, list[float]] = {name: [] for name in apps}
-    for _ in range(500):  # warm-up: fills the decoded-token caches
-        for app, cookie in apps.values():
-            call(app, http_scope(cookie))
-    clock = time.perf_counter_ns
-    names = list(apps)
-    for index in range(requests):
-        turn = index % len(names)
-        for name in names[turn:] + names[:turn]:  # rotate the order
-            app, cookie = apps[name]
-            scope = http_scope(cookie)
-            start = clock()
-            call(app, scope)
-            samples[name].append((clock() - start) / 1000)
+    apps = [
+        BASELINE.build(BenchConfig(secret=SECRET), bare=True),
+        jwt_app("freshness-off"),
+        jwt_app("freshness-off-again"),
+        jwt_app("freshness-on", Freshness(loader, feed=feed_of(feed_size))),
+        # Known to the feed at the cookie's version: still fresh.
+        jwt_app("freshness-on-feed-hit", Freshness(loader, feed=feed_of(feed_size, 1))),
+    ]
+    scope = inprocess.make_scope("/", cookie_at(int(time.time())))
+    body = f"{USER} {ROLE}".encode()
+    streams = {app.name: inprocess.Stream(app, [scope] * 500, [body] * 500, [scope])
+               for app in apps}
+    samples = asyncio.run(inprocess.run_streams(streams, requests))
     if loader.calls:
         raise RuntimeError("an ordinary request loaded the user")
-    none: list[float] = []
-    for _ in range(requests):
-        scope = http_scope(None)
-        start = clock()
-        call(endpoint, scope)
-        none.append((clock() - start) / 1000)
-    base = summary(none)
-    results: dict[str, Any] = {"none": base}
-    for name, values in samples.items():
-        total = summary(values)
-        results[name] = {"total": total,
-                         "session_cost_us": {k: total[k] - base[k] for k in total}}
-    return results
+    return inprocess.session_costs(samples, BASELINE.name)
 
 
 def computed_queries(rate: int, window: int) -> float:
@@ -108,6 +102,7 @@ def computed_queries(rate: int, window: int) -> float:
 
 @contextmanager
 def fake_time(start: float) -> Iterator[list[float]]:
+    """``time.time`` answers ``now[0]`` until the block ends."""
     now = [start]
     real = time.time
     time.time = lambda: now[0]
@@ -120,32 +115,21 @@ def fake_time(start: float) -> Iterator[list[float]]:
 async def measured_queries(rate: int, window: int, hours: int) -> float:
     """Drive one user's requests through simulated hours; count the loads."""
     loader = CountingLoader()
-    app = JWTSessionMiddleware(endpoint, secret_key=SECRET, user_loader=loader,
-                               revalidate_after=window)
+    app = jwt_app("freshness", Freshness(loader, revalidate_after=window)).app
     start = 1_800_000_000
     with fake_time(start) as now:
-        cookie = cookie_for(app, start)
-        set_cookie: list[str] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            for name, value in message.get("headers", []):
-                if name == b"set-cookie":
-                    set_cookie.append(value.decode("latin-1"))
-
+        cookie = cookie_at(start)
         for k in range(rate * hours):
             now[0] = start + (k * 3600) // rate
-            set_cookie.clear()
-            await app(http_scope(cookie), receive, send)
-            for line in set_cookie:
-                if line.startswith("session="):
-                    cookie = line.split(";", 1)[0]
+            _, headers, _ = await inprocess.call(app, inprocess.make_scope("/", cookie))
+            for pair in inprocess.set_cookies(headers):
+                if pair.startswith("session="):
+                    cookie = pair
     return loader.calls / hours
 
 
 def run(requests: int = 20000, feed_size: int = 100_000, hours: int = 24) -> dict[str, Any]:
+    """The request costs and the queries-per-user-hour table."""
     results: dict[str, Any] = {"request_cost": request_cost(requests, feed_size)}
     table = []
     for window in WINDOWS:
@@ -158,22 +142,22 @@ def run(requests: int = 20000, feed_size: int = 100_000, hours: int = 24) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--feed-size", type=int, default=100_000)
     parser.add_argument("--hours", type=int, default=24, help="simulated hours per case")
-    parser.add_argument("--json", help="also write the results to this file")
+    output.add_json_arguments(parser, "freshness.json")
     args = parser.parse_args()
     results = run(args.requests, args.feed_size, args.hours)
-    cost = results["request_cost"]
     print(f"machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, {args.requests} requests each, feed of "
           f"{args.feed_size} users")
-    print(f"{'warm JWT cookie':<24}{'median µs':>12}{'p99 µs':>10}   (cost over no session)")
-    for name in ("freshness-off", "freshness-off-again", "freshness-on",
-                 "freshness-on-feed-hit"):
-        c = cost[name]["session_cost_us"]
-        print(f"{name:<24}{c['median']:>12.2f}{c['p99']:>10.2f}")
+    print(f"{'warm JWT cookie':<24}{'median µs':>12}{'p99 µs':>10}   "
+          f"(cost over {BASELINE.name})")
+    for name, entry in results["request_cost"].items():
+        if name != BASELINE.name:
+            c = entry["session_cost_us"]
+            print(f"{name:<24}{c['median']:>12.2f}{c['p99']:>10.2f}")
     print()
     print("revalidation queries per user per hour (one process; measured over "
           f"{args.hours} simulated hours)")
@@ -183,9 +167,9 @@ def main() -> None:
         print(f"{row['revalidate_after']:>16}s{row['requests_per_hour']:>10}"
               f"{row['computed']:>10.1f}{row['measured']:>10.2f}"
               f"{row['measured'] * 10_000 / 3600:>19.2f}")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(results, file, indent=2)
+    path = output.json_path(args, "freshness.json")
+    output.write_json(results, path)
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

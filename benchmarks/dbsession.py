@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "session_id"
+SESSION_TTL = 14 * 24 * 3600  # seconds a stored session is valid
 
 SESSION_QUERY = (
     "SELECT u.id, u.role FROM sessions AS s JOIN users AS u ON u.id = s.user_id "
@@ -113,10 +114,9 @@ class RedisSessionMiddleware(SessionIdMiddleware):
 
 # Populating the stores (run once by the suite, before any measurement).
 
-async def populate_database(
-    database: Any, users: Iterable[tuple[str, str, str]], expires_at: int
-) -> None:
+async def populate_database(database: Any, users: Iterable[tuple[str, str, str]]) -> None:
     """Create the schema and one user + one session per ``(user_id, role, session_id)``."""
+    expires_at = int(time.time()) + SESSION_TTL
     for statement in SCHEMA:
         await database.execute(statement)
     rows = list(users)
@@ -131,8 +131,10 @@ async def populate_database(
         )
 
 
-async def populate_redis(redis: Any, users: Iterable[tuple[str, str, str]], ttl: int) -> None:
+async def populate_redis(redis: Any, users: Iterable[tuple[str, str, str]]) -> None:
+    """One ``session:<id>`` JSON blob per ``(user_id, role, session_id)``."""
     async with redis.pipeline(transaction=False) as pipe:
         for uid, role, sid in users:
-            pipe.set(f"session:{sid}", json.dumps({"uid": uid, "role": role}), ex=ttl)
+            pipe.set(f"session:{sid}", json.dumps({"uid": uid, "role": role}),
+                     ex=SESSION_TTL)
         await pipe.execute()

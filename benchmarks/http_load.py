@@ -3,7 +3,7 @@
 The server runs in subprocesses (``benchmarks/serve.py``: uvicorn, asyncio loop, h11,
 access log off, one process per worker); wrk runs ``benchmarks/cookies.lua`` so each request
 carries a valid cookie from a pool of users. A warm-up run (results discarded) comes
-first; it also fills jwt-warm's cache with every user of the pool.
+first; it also fills a caching strategy's cache with every user of the pool.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.app import BenchConfig
-from tests.servers import free_port
+from support.servers import free_port
 
 LUA = Path(__file__).with_name("cookies.lua")
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,12 +1,13 @@
-"""Per-request session cost in process: direct ASGI calls, no server, no sockets.
+"""The in-process harness: direct ASGI calls, no server, no sockets.
 
-Each strategy's app is called with a fresh copy of a realistic HTTP scope carrying one
-user's cookie; users rotate through the pool. Strategies take turns request by request
-(round robin, order rotated each round; ``batch`` > 1 gives each a run of requests), so
-that drift of the machine (frequency, neighbours, the garbage collector) lands on all of
-them alike, and so that no strategy runs with CPU caches kept hot by its own previous
-request, which a server never does either: long hot batches read ~30% cheaper here. The
-session cost is the strategy's time minus the ``none`` baseline from the same rounds.
+Each app is called with a fresh copy of a realistic HTTP scope carrying one user's
+cookie; users rotate through the pool. Streams take turns in batches (round robin, order
+rotated each round). With ``batch=1`` they take turns request by request, so that drift
+of the machine (frequency, neighbours, the garbage collector) lands on all of them alike
+and no stream runs with CPU caches kept hot by its own previous request, which a server
+never does either. With ``batch`` equal to the iterations each stream runs alone in a
+tight loop: the code's own cost with hot caches. The session cost is a stream's time
+minus the baseline stream's from the same run.
 """
 
 from __future__ import annotations
@@ -14,46 +15,106 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Scope
 
-from benchmarks.app import BenchApp, call, make_scope, receive_empty
+
+async def nothing() -> None:
+    return None
+
+
+@dataclass
+class BenchApp:
+    """An ASGI app and its connection lifecycle (opened before it is called)."""
+
+    name: str
+    app: ASGIApp
+    connect: Callable[[], Awaitable[None]] = nothing
+    disconnect: Callable[[], Awaitable[None]] = nothing
 
 
 @dataclass
 class Stream:
-    """What one strategy is fed: ``warmup`` once (checked), then ``scopes`` cyclically."""
+    """What one app is fed: ``warmup`` once (each checked against ``expected``), then
+    ``scopes`` cyclically."""
 
     app: BenchApp
-    warmup: Sequence[dict[str, Any]]
-    expected: Sequence[bytes]  # body expected for each warm-up scope
-    scopes: Sequence[dict[str, Any]]
+    warmup: Sequence[Scope]
+    expected: Sequence[bytes]
+    scopes: Sequence[Scope]
 
 
-def scopes_for(cookies: Sequence[str]) -> list[dict[str, Any]]:
+def make_scope(path: str = "/", cookie: str | None = None) -> Scope:
+    """A realistic HTTP scope, with the headers a browser sends."""
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) bench"),
+        (b"accept", b"text/plain,*/*;q=0.8"),
+        (b"accept-encoding", b"gzip, deflate"),
+        (b"accept-language", b"en-US,en;q=0.5"),
+    ]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode("latin-1")))
+    path_only, _, query = path.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path_only,
+        "raw_path": path_only.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+def scopes_for(cookies: Sequence[str | None]) -> list[Scope]:
+    """One ``GET /`` scope per cookie."""
     return [make_scope("/", cookie) for cookie in cookies]
+
+
+async def receive_empty() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 async def _discard(message: Message) -> None:
     return None
 
 
-def summarize(samples_ns: Sequence[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-    n = len(ordered)
-    return {
-        "median": statistics.median(ordered) / 1000,
-        "p99": ordered[min(n - 1, int(n * 0.99))] / 1000,
-        "mean": statistics.fmean(ordered) / 1000,
-        "n": n,
-    }
+async def call(app: ASGIApp, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request through ``app``: status, response headers, body."""
+    status = 0
+    headers: list[tuple[bytes, bytes]] = []
+    body = bytearray()
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive_empty, send)
+    return status, headers, bytes(body)
+
+
+def set_cookies(headers: Sequence[tuple[bytes, bytes]]) -> list[str]:
+    """The ``name=value`` pairs of the Set-Cookie lines, as a browser would send them."""
+    return [value.decode("latin-1").split(";", 1)[0].strip()
+            for name, value in headers if name.lower() == b"set-cookie"]
 
 
 async def warm_up(streams: dict[str, Stream]) -> None:
-    """Run every warm-up request and check it authenticated the right user."""
+    """Run every warm-up request and check it answered the expected body."""
     for name, stream in streams.items():
         for scope, expected in zip(stream.warmup, stream.expected, strict=True):
             status, _, body = await call(stream.app.app, dict(scope))
@@ -66,9 +127,9 @@ async def warm_up(streams: dict[str, Stream]) -> None:
 async def measure(streams: dict[str, Stream], iterations: int, batch: int = 1,
                   tick: Callable[[], None] | None = None) -> dict[str, list[int]]:
     """``iterations`` timed requests per stream, in interleaved batches; ns per request."""
-    samples: dict[str, list[int]] = {name: [] for name in streams}
-    position = dict.fromkeys(streams, 0)
     names = list(streams)
+    samples: dict[str, list[int]] = {name: [] for name in names}
+    position = dict.fromkeys(names, 0)
     rounds = max(1, -(-iterations // batch))
     perf = time.perf_counter_ns
     gc.collect()
@@ -93,9 +154,37 @@ async def measure(streams: dict[str, Stream], iterations: int, batch: int = 1,
     return samples
 
 
-def session_costs(samples: dict[str, list[int]], baseline: str = "none"
+async def run_streams(streams: dict[str, Stream], iterations: int, batch: int = 1,
+                      tick: Callable[[], None] | None = None) -> dict[str, list[int]]:
+    """Connect each app once, warm up (checked), measure, disconnect."""
+    connected: list[BenchApp] = []
+    try:
+        for stream in streams.values():
+            if not any(stream.app is other for other in connected):
+                await stream.app.connect()
+                connected.append(stream.app)
+        await warm_up(streams)
+        return await measure(streams, iterations, batch, tick)
+    finally:
+        for bench_app in reversed(connected):
+            await bench_app.disconnect()
+
+
+def summarize(samples_ns: Sequence[int]) -> dict[str, float]:
+    """Median, p99 and mean in µs, and the sample count."""
+    ordered = sorted(samples_ns)
+    n = len(ordered)
+    return {
+        "median": statistics.median(ordered) / 1000,
+        "p99": ordered[min(n - 1, int(n * 0.99))] / 1000,
+        "mean": statistics.fmean(ordered) / 1000,
+        "n": n,
+    }
+
+
+def session_costs(samples: dict[str, list[int]], baseline: str
                   ) -> dict[str, dict[str, Any]]:
-    """Per strategy: request time and its cost over ``baseline`` (µs)."""
+    """Per stream: request time and its cost over ``baseline`` (µs)."""
     base = summarize(samples[baseline])
     results: dict[str, dict[str, Any]] = {}
     for name, values in samples.items():
@@ -109,29 +198,21 @@ def session_costs(samples: dict[str, list[int]], baseline: str = "none"
     return results
 
 
-def ratios(results: dict[str, dict[str, Any]], baseline: str = "none") -> None:
-    """Add ``ratio_to_jwt_warm`` / ``ratio_to_jwt_cold`` (median cost over median cost)."""
-    for reference in ("jwt-warm", "jwt-cold"):
-        ref = results.get(reference, {}).get("session_cost_us", {}).get("median")
+def ratio_key(reference: str) -> str:
+    """``ratio_to_jwt_warm`` for ``jwt-warm``."""
+    return "ratio_to_" + reference.replace("-", "_")
+
+
+def add_ratios(results: dict[str, dict[str, Any]], references: Sequence[str],
+               reference_costs: dict[str, dict[str, Any]] | None = None,
+               skip: Sequence[str] = ()) -> None:
+    """Add ``ratio_to_<reference>`` (median cost over the reference's median cost) to
+    each entry; the references' costs come from ``reference_costs`` when given."""
+    source = results if reference_costs is None else reference_costs
+    for reference in references:
+        ref = source.get(reference, {}).get("session_cost_us", {}).get("median")
         for name, entry in results.items():
-            cost = entry["session_cost_us"]["median"]
-            usable = ref is not None and ref > 0.05 and name != baseline
-            entry[f"ratio_to_{reference.replace('-', '_')}"] = (
-                cost / ref if usable and ref is not None else None
+            usable = ref is not None and ref > 0.05 and name not in skip
+            entry[ratio_key(reference)] = (
+                entry["session_cost_us"]["median"] / ref if usable and ref else None
             )
-
-
-async def run_streams(streams: dict[str, Stream], iterations: int, batch: int = 1,
-                      tick: Callable[[], None] | None = None) -> dict[str, list[int]]:
-    """Connect, warm up (checked), measure, disconnect."""
-    connected: list[BenchApp] = []
-    try:
-        for stream in streams.values():
-            if not any(stream.app is other for other in connected):
-                await stream.app.connect()
-                connected.append(stream.app)
-        await warm_up(streams)
-        return await measure(streams, iterations, batch, tick)
-    finally:
-        for bench_app in reversed(connected):
-            await bench_app.disconnect()

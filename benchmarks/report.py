@@ -7,25 +7,18 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.app import STRATEGIES
+from benchmarks.inprocess import ratio_key
+from benchmarks.strategies import BASELINE, REFERENCES, STRATEGIES, TARGETS, Target, color_of
 
 NA = "n/a"
 DOCS_START = "<!-- bench-results:start -->"
 DOCS_END = "<!-- bench-results:end -->"
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-# (key, what, comparison, threshold)
-TARGETS: list[tuple[str, str, str, float]] = [
-    ("warm_cost_us", "jwt-warm session cost over none (median, µs)", "<=", 3.0),
-    ("warm_vs_starlette", "jwt-warm cost / starlette-signed cost", "<=", 0.3),
-    ("cold_cost_us", "jwt-cold session cost over none (median, µs)", "<=", 30.0),
-    ("db_postgres_vs_warm", "db-postgres cost / jwt-warm cost", ">=", 100.0),
-    ("db_postgres_tuned_vs_warm", "db-postgres-tuned cost / jwt-warm cost", ">=", 30.0),
-    ("http_warm_vs_none", "jwt-warm req/s / none req/s (1 worker)", ">=", 0.95),
-    ("http_warm_vs_db_postgres", "jwt-warm req/s / db-postgres req/s (1 worker)", ">=", 3.0),
-    ("http_warm_vs_db_sqlite", "jwt-warm req/s / db-sqlite req/s (1 worker)", ">=", 9.0),
-]
+FIRST_SIGHT = tuple(s.name for s in STRATEGIES if s.first_sight)
 
 
 def _cost(results: dict[str, Any], name: str) -> float | None:
@@ -56,30 +49,24 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def target_value(results: dict[str, Any], target: Target) -> float | None:
+    if target.kind == "cost":
+        return _cost(results, target.a)
+    if target.kind == "cost ratio":
+        return _div(_cost(results, target.a), _cost(results, target.b))
+    return _rps_ratio(results, target.a, target.b)
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    warm = _cost(results, "jwt-warm")
-    values = {
-        "warm_cost_us": warm,
-        "warm_vs_starlette": _div(warm, _cost(results, "starlette-signed")),
-        "cold_cost_us": _cost(results, "jwt-cold"),
-        "db_postgres_vs_warm": _div(_cost(results, "db-postgres"), warm),
-        "db_postgres_tuned_vs_warm": _div(_cost(results, "db-postgres-tuned"), warm),
-        "http_warm_vs_none": _rps_ratio(results, "jwt-warm", "none"),
-        "http_warm_vs_db_postgres": _rps_ratio(results, "jwt-warm", "db-postgres"),
-        "http_warm_vs_db_sqlite": _rps_ratio(results, "jwt-warm", "db-sqlite"),
-    }
+    """Each of ``TARGETS``: what, wanted, the value from ``results``, met (None: not
+    measured)."""
     out = []
-    for key, what, op, threshold in TARGETS:
-        value = values[key]
-        met = None if value is None else (value <= threshold if op == "<=" else
-                                          value >= threshold)
-        out.append({"name": key, "what": what, "target": f"{op} {threshold:g}",
-                    "value": value, "met": met})
+    for target in TARGETS:
+        value = target_value(results, target)
+        out.append({"name": target.key, "what": target.what,
+                    "target": f"{target.op} {target.threshold:g}",
+                    "value": value, "met": target.met(value)})
     return out
-
-
-def write_json(results: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
 # Markdown
@@ -102,48 +89,41 @@ def _x(value: float | None) -> str:
     return f"{value:.2g}x" if value < 1 else f"{value:.1f}x"
 
 
-MIX = "jwt-mix"
-
-
-def with_mix(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``strategies`` and ``http`` with the many-users mix added as ``jwt-mix``."""
-    strategies = dict(results.get("strategies", {}))
-    http = dict(results.get("http", {}))
-    mix = results.get("mix") or {}
-    if mix.get("inprocess"):
-        entry = dict(mix["inprocess"])
-        for reference in ("jwt-warm", "jwt-cold"):
-            ref = strategies.get(reference, {}).get("session_cost_us", {}).get("median")
-            key = f"ratio_to_{reference.replace('-', '_')}"
-            entry[key] = _div(entry["session_cost_us"]["median"], ref)
-        strategies[MIX] = entry
-    if mix.get("http"):
-        http[MIX] = mix["http"]
-    return strategies, http
-
-
 def _ordered(names: Any) -> list[str]:
-    order = [*STRATEGIES[:4], MIX, *STRATEGIES[4:]]
+    """Registry order; names the registry does not know (an older run's) after, sorted."""
+    order = [s.name for s in STRATEGIES]
     known = [name for name in order if name in names]
     return known + sorted(name for name in names if name not in order)
+
+
+def _label(results: dict[str, Any], name: str) -> str:
+    if name in FIRST_SIGHT:
+        return f"{name} (1 in {results['settings'].get('fresh_every', '?')} first-sight)"
+    return name
+
+
+def _ratio_cells(entry: dict[str, Any] | None) -> str:
+    return "".join(f" | {_x(entry.get(ratio_key(r))) if entry else NA}" for r in REFERENCES)
 
 
 def machine_line(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = results["versions"]
+    servers = [value for key, value in v.items() if key.endswith("-server")]
     return (
         f"{m['cpu_model']}, {m['nproc']} cores (nproc), {m['memory_gb']:.0f} GB RAM, "
         f"{m['os']}; Python {m['python']}; asgi-jwt-session {v.get('asgi-jwt-session', '?')}, "
         f"starlette {v.get('starlette', '?')}, uvicorn {v.get('uvicorn', '?')}, "
         f"jwcrypto {v.get('jwcrypto', '?')}, databases {v.get('databases', '?')}, "
         f"asyncpg {v.get('asyncpg', '?')}, redis-py {v.get('redis', '?')}; "
-        f"{v.get('postgresql-server', 'PostgreSQL ?')}, {v.get('redis-server', 'Redis ?')}, "
-        f"{v.get('wrk', 'wrk ?')}"
+        + ", ".join([*servers, v.get("wrk", "wrk ?")])
     )
 
 
 def markdown(results: dict[str, Any], chart: str | None = None) -> str:
+    """The results section: run, machine, the tables, the targets, what was skipped."""
     s = results["settings"]
+    base = BASELINE.name
     lines = [
         f"Run: `{results['command']}` ({results['mode']}), {results['started_at']}, "
         f"{results['duration_s']:.0f} s.",
@@ -164,54 +144,50 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
     if chart:
         lines += [f"![session strategies, log scale]({chart})", ""]
 
-    strategies, http = with_mix(results)
+    strategies = results.get("strategies", {})
+    http = results.get("http", {})
+    ref_heads = "".join(f" | x {r}" for r in REFERENCES)
     lines += [
         f"**Session cost and throughput** ({s['users']} users; in process: "
         f"{s['iterations']} timed requests per strategy; end to end: uvicorn, 1 worker, "
         f"wrk {s['load']['connections']} connections, {s['load']['duration']:g} s after "
         f"{s['load']['warmup']:g} s warm-up)",
         "",
-        "| strategy | cost median µs | cost p99 µs | x jwt-warm | x jwt-cold "
-        "| req/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| strategy | cost median µs | cost p99 µs{ref_heads} | req/s | p50 ms | p99 ms |",
+        "|---|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
     ]
     for name in _ordered(set(strategies) | set(http)):
         entry = strategies.get(name)
         h = http.get(name)
         cost = entry["session_cost_us"] if entry else {}
-        label = (f"{name} (1 in {results['mix']['fresh_every']} first-sight)"
-                 if name == MIX else name)
         lines.append(
-            f"| {label} | {_f(cost.get('median'))} | {_f(cost.get('p99'))} "
-            f"| {_x(entry.get('ratio_to_jwt_warm')) if entry else NA} "
-            f"| {_x(entry.get('ratio_to_jwt_cold')) if entry else NA} "
+            f"| {_label(results, name)} | {_f(cost.get('median'))} | {_f(cost.get('p99'))}"
+            f"{_ratio_cells(entry)} "
             f"| {_f(h['rps'], 0) if h else NA} | {_f(h['p50_ms'], 2) if h else NA} "
             f"| {_f(h['p99_ms'], 2) if h else NA} |"
         )
-    spread = http.get("none", {}).get("rps_rounds")
+    spread = http.get(base, {}).get("rps_rounds")
     if spread and len(spread) > 1:
-        lines += ["", f"Noise: none's req/s over the {len(spread)} rounds ranged "
+        lines += ["", f"Noise: {base}'s req/s over the {len(spread)} rounds ranged "
                   f"{min(spread):,.0f}-{max(spread):,.0f} "
                   f"({(max(spread) - min(spread)) / max(spread):.0%} spread)."]
     lines += [
         "",
-        "Cost = the strategy's time per request minus the `none` baseline's, measured in "
+        f"Cost = the strategy's time per request minus the `{base}` baseline's, measured in "
         "the same interleaved rounds (p99 likewise: p99 minus p99). "
-        "x = this cost / jwt-warm's (or jwt-cold's) cost.",
+        "x NAME = this cost / NAME's cost.",
         "",
     ]
 
-    mix = results.get("mix")
-    if mix:
-        c = mix.get("inprocess", {}).get("session_cost_us")
-        lines += [f"**Many users** (1 request in {mix['fresh_every']} carries a token the "
-                  "process has never seen, the rest hit the cache):", ""]
+    for name in [n for n in FIRST_SIGHT if n in strategies or n in http]:
+        c = strategies.get(name, {}).get("session_cost_us")
+        lines += [f"**Many users** ({name}: 1 request in {s.get('fresh_every', '?')} carries "
+                  "a token the process has never seen, the rest hit the cache):", ""]
         if c:
+            refs = ", ".join(f"{r} {_f(_cost(results, r))}" for r in REFERENCES)
             lines.append(f"- in process: cost median {_f(c['median'])} µs, "
-                         f"mean {_f(c['mean'])} µs, p99 {_f(c['p99'])} µs "
-                         f"(warm {_f(_cost(results, 'jwt-warm'))}, "
-                         f"cold {_f(_cost(results, 'jwt-cold'))} µs)")
-        h = mix.get("http")
+                         f"mean {_f(c['mean'])} µs, p99 {_f(c['p99'])} µs ({refs} µs)")
+        h = http.get(name)
         if h:
             lines.append(f"- end to end: {_f(h['rps'], 0)} req/s, p50 {_f(h['p50_ms'], 2)} ms, "
                          f"p99 {_f(h['p99_ms'], 2)} ms ({h['fresh_used']} first-sight tokens"
@@ -222,12 +198,12 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
     rtt = results.get("rtt", {})
     if rtt:
         lines += [
-            "**The database farther away** (added round trip through the delay proxy; "
-            "SQLite is embedded and has no network hop)",
+            "**The servers farther away** (added round trip through the delay proxy; "
+            "an embedded store has no network hop and is not in this table)",
             "",
-            "| strategy | added RTT (measured) | cost median µs | cost p99 µs | x jwt-warm "
+            f"| strategy | added RTT (measured) | cost median µs | cost p99 µs{ref_heads} "
             "| req/s | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
         ]
         for key, block in rtt.items():
             for name in _ordered(block.get("strategies", {}).keys()
@@ -237,8 +213,7 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
                 cost = entry["session_cost_us"] if entry else {}
                 lines.append(
                     f"| {name} | {key} ms ({_f(block['measured_added_ms'], 2)}) "
-                    f"| {_f(cost.get('median'))} | {_f(cost.get('p99'))} "
-                    f"| {_x(entry.get('ratio_to_jwt_warm')) if entry else NA} "
+                    f"| {_f(cost.get('median'))} | {_f(cost.get('p99'))}{_ratio_cells(entry)} "
                     f"| {_f(h['rps'], 0) if h else NA} "
                     f"| {_f(h['p50_ms'], 2) if h else NA} | {_f(h['p99_ms'], 2) if h else NA} |"
                 )
@@ -293,6 +268,7 @@ def update_docs(docs: Path, section: str) -> bool:
 # Chart
 
 def write_chart(results: dict[str, Any], path: Path) -> bool:
+    """In process, end to end and farther-away panels; False without matplotlib."""
     try:
         import matplotlib
 
@@ -301,35 +277,33 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
 
-    strategies, http = with_mix(results)
+    strategies = results.get("strategies", {})
+    http = results.get("http", {})
     rtt = results.get("rtt", {})
     panels = 1 + (1 if http else 0) + (1 if rtt else 0)
     fig, axes_array = plt.subplots(1, panels, figsize=(6 * panels, 4.6), squeeze=False)
     axes = list(axes_array[0])
-    colors = {name: f"C{i}" for i, name in enumerate(STRATEGIES)}
-    colors[MIX] = "#e377c2"
-    colors["db-postgres-tuned"] = "#17becf"
 
     ax = axes.pop(0)
     names = [n for n in _ordered(strategies) if strategies[n]["session_cost_us"]["median"] > 0]
     medians = [strategies[n]["session_cost_us"]["median"] for n in names]
     p99s = [max(strategies[n]["session_cost_us"]["p99"], 1e-3) for n in names]
     y = range(len(names))
-    ax.barh(list(y), medians, color=[colors.get(n, "grey") for n in names])
+    ax.barh(list(y), medians, color=[color_of(n) for n in names])
     ax.scatter(p99s, list(y), marker="|", s=200, color="black", label="p99", zorder=3)
     for yi, value in zip(y, medians, strict=True):
         ax.text(value, yi, f" {value:,.1f}", va="center", fontsize=8)
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("session cost over none, µs per request (log)")
+    ax.set_xlabel(f"session cost over {BASELINE.name}, µs per request (log)")
     ax.set_title("In process: median (bar), p99 (|)")
     ax.legend(loc="lower right", fontsize=8)
 
     if http:
-        _http_panel(axes.pop(0), http, colors)
+        _http_panel(axes.pop(0), http)
     if rtt:
-        _rtt_panel(axes.pop(0), strategies, rtt, colors)
+        _rtt_panel(axes.pop(0), strategies, rtt)
 
     m = results["machine"]
     fig.suptitle(f"asgi-jwt-session benchmark ({results['mode']}): {m['cpu_model']}, "
@@ -340,11 +314,11 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _http_panel(ax: Any, http: dict[str, Any], colors: dict[str, str]) -> None:
+def _http_panel(ax: Axes, http: dict[str, Any]) -> None:
     names = _ordered(http)
     rps = [http[n]["rps"] for n in names]
     y = range(len(names))
-    ax.barh(list(y), rps, color=[colors.get(n, "grey") for n in names])
+    ax.barh(list(y), rps, color=[color_of(n) for n in names])
     for yi, value in zip(y, rps, strict=True):
         ax.text(value, yi, f" {value:,.0f}", va="center", fontsize=8)
     ax.set_yticks(list(y), names)
@@ -355,29 +329,28 @@ def _http_panel(ax: Any, http: dict[str, Any], colors: dict[str, str]) -> None:
     ax.set_title("End to end")
 
 
-def _rtt_panel(ax: Any, strategies: dict[str, Any], rtt: dict[str, Any],
-               colors: dict[str, str]) -> None:
+def _rtt_panel(ax: Axes, strategies: dict[str, Any], rtt: dict[str, Any]) -> None:
     keys = ["0", *rtt.keys()]
-    db_names = _ordered({n for block in rtt.values() for n in block.get("strategies", {})}
-                        - {"none"})
-    width = 0.8 / max(1, len(db_names))
-    for i, name in enumerate(db_names):
+    remote = _ordered({n for block in rtt.values() for n in block.get("strategies", {})}
+                      - {BASELINE.name})
+    width = 0.8 / max(1, len(remote))
+    for i, name in enumerate(remote):
         values = []
         for key in keys:
             source = strategies if key == "0" else rtt[key].get("strategies", {})
             entry = source.get(name)
             values.append(entry["session_cost_us"]["median"] if entry else float("nan"))
         ax.bar([k + i * width for k in range(len(keys))], values, width,
-               label=name, color=colors.get(name, "grey"))
-    ax.set_xticks([k + width * (len(db_names) - 1) / 2 for k in range(len(keys))],
+               label=name, color=color_of(name))
+    ax.set_xticks([k + width * (len(remote) - 1) / 2 for k in range(len(keys))],
                   [f"+{k} ms" for k in keys])
-    for name, style in (("jwt-warm", ":"), ("jwt-cold", "--")):
+    for name, style in zip(REFERENCES, (":", "--", "-."), strict=False):
         if name in strategies:
             ax.axhline(max(strategies[name]["session_cost_us"]["median"], 0.1),
-                       linestyle=style, color=colors.get(name, "grey"), label=name)
+                       linestyle=style, color=color_of(name), label=name)
     ax.set_yscale("log")
     ax.set_ylabel("session cost, µs per request (log)")
-    ax.set_title("Added round-trip time to the store")
+    ax.set_title("Added round-trip time to the server")
     ax.legend(fontsize=8)
 
 

@@ -13,11 +13,20 @@ workers against 10,000 with 1). The socket here is created as IPPROTO_TCP, like 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from benchmarks.app import app_from_env
+from benchmarks.app import BenchConfig
+from benchmarks.strategies import by_name
+
+
+def app_from_env() -> ASGIApp:
+    """The app of ``BENCH_STRATEGY``, configured by ``BENCH_CONFIG`` (JSON)."""
+    config = BenchConfig.from_json(os.environ["BENCH_CONFIG"])
+    return by_name(os.environ["BENCH_STRATEGY"]).build(config).app
 
 
 class Server(uvicorn.Server):

@@ -1,52 +1,64 @@
 """The benchmark suite still runs: the in-process part for a few strategies, a handful of
-requests each, and the report built from it. No timing assertions."""
+requests each, and the report built from it; the tight loops too. No timing assertions."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from benchmarks import report
+from benchmarks import bench_core, report
 from benchmarks.app import BenchConfig
-from benchmarks.run import Settings, inprocess_phase, machine, prepare, versions
+from benchmarks.output import write_json
+from benchmarks.prepare import prepare
+from benchmarks.run import Settings, inprocess_phase, machine, versions
+from benchmarks.strategies import by_name
 
 
 def test_inprocess_and_report(tmp_path: Path) -> None:
-    names = ["none", "jwt-warm", "jwt-cold", "db-sqlite"]
+    names = ["none", "jwt-warm", "jwt-mix", "jwt-cold", "db-sqlite"]
+    strategies = [by_name(name) for name in names]
     settings = Settings.quick()
     settings.users, settings.iterations, settings.warmup = 12, 30, 5
     config = BenchConfig(secret="smoke-test-secret-0123456789abcdef",
                          sqlite_path=str(tmp_path / "sessions.sqlite3"))
 
-    prepared = asyncio.run(prepare(names, config, settings, {}))
+    prepared = asyncio.run(prepare(strategies, config, settings.users,
+                                   settings.iterations // settings.fresh_every + 2))
     assert len(prepared.cookies["jwt-warm"]) == 12
     assert prepared.cookies["db-sqlite"][0].startswith("session_id=")
-    strategies, mix = inprocess_phase(names, config, prepared, settings)
+    assert len(prepared.fresh["jwt-mix"]) == 5
+    results_by_name = inprocess_phase(strategies, config, prepared, settings)
 
-    assert sorted(strategies) == sorted(names)
-    for entry in strategies.values():
+    assert sorted(results_by_name) == sorted(names)
+    for entry in results_by_name.values():
         assert entry["does"]
         assert entry["request_us"]["n"] == 30
         for key in ("median", "p99", "mean"):
             assert isinstance(entry["session_cost_us"][key], float)
             assert entry["request_us"][key] > 0
-    assert strategies["none"]["session_cost_us"]["median"] == 0
-    assert strategies["none"]["ratio_to_jwt_warm"] is None
-    assert "ratio_to_jwt_cold" in strategies["db-sqlite"]
-    assert mix is not None and mix["request_us"]["n"] == 30
+    assert results_by_name["none"]["session_cost_us"]["median"] == 0
+    assert results_by_name["none"]["ratio_to_jwt_warm"] is None
+    assert "ratio_to_jwt_cold" in results_by_name["db-sqlite"]
 
     results = {
         "mode": "smoke", "command": "pytest", "started_at": "now", "duration_s": 1.0,
-        "machine": machine(), "versions": versions(None),
-        "settings": {"users": 12, "iterations": 30,
+        "machine": machine(), "versions": versions({}),
+        "settings": {"users": 12, "iterations": 30, "fresh_every": settings.fresh_every,
                      "load": {"connections": 1, "duration": 1, "warmup": 0}},
-        "skipped": {}, "strategies": strategies, "http": {},
-        "mix": {"fresh_every": settings.fresh_every, "inprocess": mix},
+        "skipped": {}, "strategies": results_by_name, "http": {},
     }
     results["targets"] = report.evaluate_targets(results)
     assert {t["name"] for t in results["targets"]} >= {"warm_cost_us", "http_warm_vs_none"}
     assert next(t for t in results["targets"] if t["name"] == "http_warm_vs_none")["met"] is None
     text = report.markdown(results)
     assert "| jwt-warm |" in text and "| db-sqlite |" in text
-    report.write_json(results, tmp_path / "latest.json")
+    assert "| jwt-mix (1 in 10 first-sight) |" in text
+    write_json(results, tmp_path / "latest.json")
     assert (tmp_path / "latest.json").stat().st_size > 0
+
+
+def test_tight_loops() -> None:
+    results = bench_core.run(requests=20, warmup=5)
+    assert {"none", "starlette-signed", "jwt-warm", "jwt-cold"} <= set(results)
+    assert results["none"]["session_cost_us"]["median"] == 0
+    assert all(entry["request_us"]["n"] == 20 for entry in results.values())

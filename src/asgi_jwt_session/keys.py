@@ -8,9 +8,6 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 if TYPE_CHECKING:
     from jwcrypto import jwk
 
@@ -40,6 +37,9 @@ def derive_key(secret: str | bytes) -> bytes:
             f"secret_key is too short ({len(raw)} bytes); use at least {MIN_SECRET_BYTES} "
             "random bytes, e.g. `asgi-jwt-session keygen`"
         )
+    from cryptography.hazmat.primitives import hashes  # loaded when a key is made
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=HKDF_INFO)
     return hkdf.derive(raw)
 

@@ -10,11 +10,9 @@ more per-token overhead, and a test holds both to the same answers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from asgi_jwt_session.codec import (
     DEFAULT_MAX_TOKEN_SIZE,
@@ -25,6 +23,9 @@ from asgi_jwt_session.codec import (
 )
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
 from asgi_jwt_session.keys import Keyring, SecretKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["TokenCodec", "TokenFormat", "TokenWire"]
 
@@ -39,6 +40,10 @@ class TokenWire:
     encs = ENCS
 
     def __init__(self, keyring: Keyring) -> None:
+        from cryptography.exceptions import InvalidTag  # loaded with the middleware
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self.invalid = (InvalidTag, ValueError)
         self.keyring = keyring
         # One AESGCM object per key, by kid; and the exact header segment written for
         # each key, so a token of ours needs no header parsing.
@@ -63,7 +68,7 @@ class TokenWire:
                 b64url_decode(compact.ciphertext) + b64url_decode(compact.tag),
                 compact.header_segment.encode("ascii"),
             )
-        except (InvalidTag, ValueError) as exc:
+        except self.invalid as exc:
             raise InvalidToken("token failed to decrypt") from exc
 
     def claims(self, claims: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,38 @@
+"""Where results go: an untracked folder unless ``--publish`` asks for the tracked copy
+(``benchmarks/results/``, and for the suite the results section of
+``docs/benchmarks.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = ROOT / "benchmarks" / "results"
+LOCAL = PUBLISHED / "tmp"  # ignored by git
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def add_json_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--json PATH`` (default ``benchmarks/results/tmp/NAME``) or ``--publish``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--json", type=Path, metavar="PATH",
+                       help=f"write the results here (default: {LOCAL.relative_to(ROOT)}/{name})")
+    where.add_argument("--publish", action="store_true",
+                       help=f"write the tracked {PUBLISHED.relative_to(ROOT)}/{name}")
+
+
+def json_path(args: argparse.Namespace, name: str) -> Path:
+    """The file ``add_json_arguments``' options chose."""
+    if args.publish:
+        return PUBLISHED / name
+    path: Path | None = args.json
+    return path if path is not None else LOCAL / name
+
+
+def write_json(data: Any, path: Path) -> None:
+    """``data`` as indented JSON, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
