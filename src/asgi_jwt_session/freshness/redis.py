@@ -43,6 +43,16 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _epoch_started(epoch: str) -> float:
+    """When this Redis data set began (ms, server clock); unknown: now."""
+    started = epoch.rpartition(":")[2]
+    return int(started) if started.isascii() and started.isdigit() else float("inf")
+
+
 def _version(value: object) -> int | None:
     text = _text(value)
     if text is None or not text.isascii() or not text.isdigit() or len(text) > 18:
@@ -73,7 +83,8 @@ class RedisVersionFeed(VersionFeed):
     whether Redis lost its data (a restart without persistence, a flush): then the
     feed reads the new stream from its start and, when its store can list changes
     (``changes_since``, as :class:`RoleStore` can), reads the store since it last
-    heard from Redis, less ``margin`` seconds.
+    heard from Redis, less ``margin`` seconds. It reads the store on start too while
+    Redis holds less than ``max_age`` of history; otherwise it never queries it.
 
     The app starts and serves even when Redis is down. A lost connection is retried
     with exponential backoff (``min_backoff`` to ``max_backoff`` seconds, jittered),
@@ -149,7 +160,8 @@ class RedisVersionFeed(VersionFeed):
         seconds = self.keepalive
         kwargs = getattr(self.client.connection_pool, "connection_kwargs", {})
         socket_timeout = kwargs.get("socket_timeout")
-        if isinstance(socket_timeout, int | float) and socket_timeout > 0:
+        if (not self.owns_client and isinstance(socket_timeout, int | float)
+                and socket_timeout > 0):
             seconds = min(seconds, socket_timeout / 2)
         return max(1, int(seconds * 1000))
 
@@ -169,9 +181,13 @@ class RedisVersionFeed(VersionFeed):
         """Stop reading; close the client if the feed made it."""
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
+            # On Python 3.11 a cancel can be lost inside redis-py (asyncio.wait_for
+            # returns when its future is already done): cancel until it ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                task.result()
         if self.owns_client:
             await self.client.aclose()
 
@@ -199,11 +215,11 @@ class RedisVersionFeed(VersionFeed):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                reason = exc
+                reason = _reason(exc)
             if self.connections != connections:  # it was up: a new outage begins
                 delay, failing = self.min_backoff, False
             if not failing:  # logged once per outage
-                logger.warning("version feed connection lost (%r); reconnecting", reason)
+                logger.warning("version feed connection lost (%s); reconnecting", reason)
                 failing = True
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.max_backoff)
@@ -233,16 +249,17 @@ class RedisVersionFeed(VersionFeed):
     async def resume_point(self) -> None:
         """Set ``last_id`` (and ``behind``) from the epoch and the server's clock."""
         client = self.client
-        created = await client.set(self.epoch_key, uuid.uuid4().hex, nx=True)
+        seconds, microseconds = await client.time()
+        now_ms = seconds * 1000 + microseconds // 1000
+        await client.set(self.epoch_key, f"{uuid.uuid4().hex}:{now_ms}", nx=True)
         epoch = _text(await client.get(self.epoch_key))
         if epoch is None:
             raise RuntimeError(f"{self.epoch_key!r} is not a string")
         now = datetime.now(UTC)
         if self.epoch is None:  # first connection: everything inside max_age
-            seconds, microseconds = await client.time()
-            horizon = seconds * 1000 + microseconds // 1000 - int(self.max_age * 1000)
+            horizon = now_ms - int(self.max_age * 1000)
             self.last_id = f"{max(horizon, 0)}-0"
-            if created:  # Redis has no history: the store may
+            if _epoch_started(epoch) > horizon:  # Redis has less history: the store has it
                 self.behind = now - timedelta(seconds=self.max_age)
         elif epoch != self.epoch:  # Redis lost its data while the feed was away
             logger.warning("version feed: Redis lost its data; reading %r from the start",
@@ -255,8 +272,9 @@ class RedisVersionFeed(VersionFeed):
     async def read(self, block: int | None) -> int:
         """Read the entries after ``last_id`` (waiting ``block`` ms); publish them."""
         assert self.last_id is not None
-        response = await self.client.xread({self.channel: self.last_id},
-                                           count=self.batch, block=block)
+        async with asyncio.timeout((block or 0) / 1000 + self.timeout):  # a silent peer
+            response = await self.client.xread({self.channel: self.last_id},
+                                               count=self.batch, block=block)
         self.last_alive = datetime.now(UTC)
         entries = 0
         for stream_entries in _stream_entries(response):
@@ -290,8 +308,8 @@ class RedisVersionFeed(VersionFeed):
                 users = await store.changes_since(since)
         except Exception as exc:
             if not self.store_failed:  # logged once until it succeeds
-                logger.warning("version feed: reading the store's changes failed (%r); "
-                               "trying again every %ss", exc, self.block / 1000)
+                logger.warning("version feed: reading the store's changes failed (%s); "
+                               "trying again every %ss", _reason(exc), self.block / 1000)
                 self.store_failed = True
             return
         for user in users:
@@ -325,7 +343,8 @@ class RedisVersionFeed(VersionFeed):
                         del self.pending[user_id]
         except Exception as exc:
             if not self.sending_failed:
-                logger.warning("version feed: sending failed, sent after reconnect: %r", exc)
+                logger.warning("version feed: sending failed (%s); sent after reconnect",
+                               _reason(exc))
                 self.sending_failed = True
         else:
             self.sending_failed = False
