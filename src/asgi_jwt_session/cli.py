@@ -13,8 +13,10 @@ asgi-jwt-session enable ID
 ```
 
 The store commands work on the database of ``--database URL`` (or ``$DATABASE_URL``)
-through :class:`~asgi_jwt_session.store.RoleStore`, as the application does. Errors
-are one line on stderr, never a traceback; the exit status says what kind:
+through :class:`~asgi_jwt_session.store.RoleStore`, as the application does. On
+PostgreSQL a change is also announced on the version feed's channel, so apps with a
+:class:`~asgi_jwt_session.freshness.PostgresVersionFeed` see it on the next request.
+Errors are one line on stderr, never a traceback; the exit status says what kind:
 :data:`OK`, :data:`REFUSED`, :data:`USAGE` or :data:`UNAVAILABLE`.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sqlite3
 import sys
@@ -48,6 +51,9 @@ OK = 0
 REFUSED = 1  # unknown user or role, a taken id, no table yet, the store extra missing
 USAGE = 2  # bad arguments, no database given (argparse's own status too)
 UNAVAILABLE = 3  # the database cannot be reached
+
+# What goes wrong is said once, in one line: the library's log lines stay out of it.
+QUIET = logging.NullHandler()
 
 
 class CommandError(Exception):
@@ -145,7 +151,23 @@ def run_store(args: argparse.Namespace, work: Callable[[RoleStore], Awaitable[st
             await asyncio.sleep(0.1)
             raise
         try:
-            return await work(store)
+            if not (store.is_postgres and getattr(args, "notifies", False) and args.notify):
+                return await work(store)
+            from asgi_jwt_session.freshness.postgres import PostgresVersionFeed
+
+            # The feed announces each change the store makes on its channel, as an
+            # app's does: the apps' feeds hear it at once.
+            feed = PostgresVersionFeed(store, channel=args.channel, max_age=60,
+                                       connect_timeout=args.timeout)
+            await feed.start(wait=args.timeout)
+            try:
+                output = await work(store)
+            finally:
+                await feed.stop()
+            if feed.pending or not feed.connections:
+                print(f"warning: could not notify the apps on channel {feed.channel!r}; "
+                      "they see the change at their next revalidation", file=sys.stderr)
+            return output
         finally:
             await store.disconnect()
 
@@ -254,6 +276,11 @@ def store_options() -> argparse.ArgumentParser:
                        help="the role hierarchy, lowest first (default: USER,ORG_ADMIN,ADMIN)")
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                        help="how long to wait for the database (default: 10)")
+    group.add_argument("--channel", metavar="NAME",
+                       help="PostgreSQL: the version feed's channel (default: the feed's "
+                            "default for the table)")
+    group.add_argument("--no-notify", dest="notify", action="store_false",
+                       help="PostgreSQL: do not announce the change to the apps' feeds")
     return options
 
 
@@ -299,24 +326,25 @@ def make_parser() -> argparse.ArgumentParser:
         help="set a user's role; sessions see it on their next revalidation")
     parser_role.add_argument("id")
     parser_role.add_argument("role")
-    parser_role.set_defaults(run=set_role)
+    parser_role.set_defaults(run=set_role, notifies=True)
 
     parser_revoke = commands.add_parser(
         "revoke", parents=[store], help="sign a user out everywhere")
     parser_revoke.add_argument("id")
-    parser_revoke.set_defaults(run=revoke)
+    parser_revoke.set_defaults(run=revoke, notifies=True)
 
     for name, disabled, text in (("disable", True, "disable a user (signs them out)"),
                                  ("enable", False, "enable a disabled user again")):
         parser_disabled = commands.add_parser(name, parents=[store], help=text)
         parser_disabled.add_argument("id")
-        parser_disabled.set_defaults(run=set_disabled(disabled))
+        parser_disabled.set_defaults(run=set_disabled(disabled), notifies=True)
 
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    logging.getLogger("asgi_jwt_session").addHandler(QUIET)
     try:
         result: int = args.run(args)
     except CommandError as exc:
