@@ -63,9 +63,18 @@ CLAIM_TYPES: dict[str, type | tuple[type, ...]] = {
     "chk": int,
     "auth_time": int,
     "auth_ms": int,
+    "rat": int,  # when the user last proved their credentials (login, reauthenticate)
+    "rem": bool,  # false: a browser-session cookie (login(..., remember=False))
+    "act": dict,  # the impersonator (RFC 8693's actor claim), see ACTOR_CLAIM_TYPES
     "data": dict,
 }
-TIME_CLAIMS = ("iat", "exp", "nbf", "chk", "auth_time")
+TIME_CLAIMS = ("iat", "exp", "nbf", "chk", "auth_time", "rat")
+# The members of "act" with a meaning of their own: the impersonator's id and role, and
+# what ends the impersonation gives back (their session version, sign-in times, jti).
+# Its other members are the impersonator's own claims (name, email...).
+ACTOR_CLAIM_TYPES: dict[str, type] = {
+    "sub": str, "role": str, "ver": int, "auth_time": int, "auth_ms": int, "jti": str,
+}
 # Claims with a meaning of their own; everything else a token carries is a user claim.
 RESERVED_CLAIMS = frozenset(CLAIM_TYPES)
 
@@ -133,7 +142,9 @@ def check_types(claims: Any) -> dict[str, Any]:
     for name, expected in CLAIM_TYPES.items():
         value = claims.get(name, MISSING)
         # null is a wrong type too: {"sub": null} must not sign in a user with no id.
-        if value is not MISSING and (type(value) is bool or not isinstance(value, expected)):
+        # (A bool is an int to isinstance: only "rem" may be one.)
+        if value is not MISSING and ((type(value) is bool) is not (expected is bool)
+                                     or not isinstance(value, expected)):
             raise InvalidToken(f"claim {name!r} has the wrong type")
     for name in TIME_CLAIMS:
         value = claims.get(name)
@@ -146,7 +157,29 @@ def check_types(claims: Any) -> dict[str, Any]:
         raise InvalidToken("token has no 'exp' claim")
     if "sub" in claims and "role" not in claims:
         raise InvalidToken("token names a user but no role")
+    if "act" in claims:
+        check_actor(claims)
     return claims
+
+
+def check_actor(claims: dict[str, Any]) -> None:
+    """Check the ``act`` claim of an impersonation token (or raise InvalidToken)."""
+    actor = claims["act"]
+    if "sub" not in claims:
+        raise InvalidToken("token names an impersonator ('act') but no user")
+    for name, expected in ACTOR_CLAIM_TYPES.items():
+        value = actor.get(name, MISSING)
+        if value is not MISSING and (type(value) is bool or not isinstance(value, expected)):
+            raise InvalidToken(f"claim 'act.{name}' has the wrong type")
+    if "sub" not in actor or "role" not in actor:
+        raise InvalidToken("claim 'act' has no 'sub' or no 'role'")
+    reserved = (actor.keys() & CLAIM_TYPES.keys()) - ACTOR_CLAIM_TYPES.keys()
+    if reserved:  # a nested act (a delegation chain) among them: never written here
+        raise InvalidToken(f"claim 'act' has members it may not have: {sorted(reserved)}")
+    auth_time, auth_ms = actor.get("auth_time"), actor.get("auth_ms")
+    if ((auth_time is not None and not 0 <= auth_time <= MAX_TIMESTAMP)
+            or (auth_ms is not None and not 0 <= auth_ms <= MAX_TIMESTAMP * 1000)):
+        raise InvalidToken("claim 'act' has a sign-in time outside 1970 to 9999")
 
 
 def compact_json(value: Any) -> bytes:

@@ -174,9 +174,11 @@ class CookieWriter:
         return self.flags + "; Secure" if secure else self.flags
 
     def set(self, token: str, *, secure: bool, carried: Iterable[str] = (),
-            max_age: int | None = None) -> list[str]:
+            max_age: int | None = None, persistent: bool = True) -> list[str]:
         """Set-Cookie lines that store ``token``, chunked when one line would pass 4096
-        bytes, plus deletions for chunks the request carried that are no longer used."""
+        bytes, plus deletions for chunks the request carried that are no longer used.
+        ``persistent=False`` leaves ``Max-Age`` out: the browser forgets the cookie when
+        it closes."""
         if len(token) > self.max_size:
             raise SessionTooLarge(
                 f"session cookie would be {len(token)} bytes, over the budget of "
@@ -184,6 +186,8 @@ class CookieWriter:
             )
         # A token that expires sooner than max_age (the absolute lifetime) says so.
         lifetime = self.max_age if max_age is None or not self.max_age else f"; Max-Age={max_age}"
+        if not persistent:
+            lifetime = ""
         attributes = self.attributes(secure) + lifetime
         single = f"{self.name}={token}; {attributes}"
         fits = (len(single) <= MAX_SET_COOKIE if self.chunk_size is None

@@ -46,7 +46,13 @@ class JWTSessionMiddleware:
     names, same behaviour of ``request.session``. Reading a session does no I/O; the
     cookie is written only when the session changed, when it is ``update_age`` old, or
     when it was encrypted with a key that is no longer the newest. A cookie that fails
-    to decode reads as an empty session and is expired in the response.
+    to decode reads as an empty session and is expired in the response (at most the
+    chunks this middleware could have written: a request's other names are ignored).
+
+    ``max_cookie_size`` bounds what is written. When the app puts more in the session
+    than fits, :class:`SessionTooLarge` is raised as the response starts (the app's
+    error, like any other). A re-issue the app did not cause (renewal, a new role from
+    ``freshness``) that no longer fits leaves the cookie as it is, with a warning.
 
     The cookie, token and renewal options are :class:`SessionConfig`'s (pass them as
     keywords, or one ``config=``). Features plug in as objects: ``format`` (the wire
@@ -74,6 +80,8 @@ class JWTSessionMiddleware:
         *,
         update_age: int = DAY,
         max_lifetime: int = 90 * DAY,
+        idle_timeout: int | None = None,
+        browser_session_lifetime: int = DAY,
         leeway: int = 10,
         cache_size: int = 4096,
         max_cookie_size: int = 12 * 1024,
@@ -87,7 +95,8 @@ class JWTSessionMiddleware:
         options = dict(
             session_cookie=session_cookie, max_age=max_age, path=path, same_site=same_site,
             https_only=https_only, domain=domain, partitioned=partitioned,
-            update_age=update_age, max_lifetime=max_lifetime, leeway=leeway,
+            update_age=update_age, max_lifetime=max_lifetime, idle_timeout=idle_timeout,
+            browser_session_lifetime=browser_session_lifetime, leeway=leeway,
             cache_size=cache_size, max_cookie_size=max_cookie_size, login_url=login_url,
             roles=roles,
         )
@@ -119,7 +128,9 @@ class JWTSessionMiddleware:
             self.cookies.append((name, codec, writer))
             self.max_chunks[name] = writer.chunks_for(read_size)
         self.context = SessionContext(config, self.format.writable, freshness)
+        # When a token is re-issued, for a remembered sign-in and for remember=False.
         self.renew_after = config.renew_after
+        self.browser_renew_after = config.renew_after_for(False)
         handlers = getattr(app, "exception_handlers", None)  # a Starlette app's
         if isinstance(handlers, dict) and AuthError not in handlers:
             logger.warning(
@@ -150,10 +161,13 @@ class JWTSessionMiddleware:
             try:
                 decoded = codec.decode_cached(token, now)
                 session = Session.from_decoded(decoded)
-                if session.auth_time is not None and now > session.auth_time + config.max_lifetime:
+                remember = session.remember
+                if session.auth_time is not None and (
+                        now > session.auth_time + config.lifetime(remember)):
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
-                renew = now - issued_at >= self.renew_after or not codec.is_current(token)
+                renew_after = self.renew_after if remember else self.browser_renew_after
+                renew = now - issued_at >= renew_after or not codec.is_current(token)
                 if not self.owns_cookie and session.issued_at is not None:
                     session.lifetime = decoded.exp - session.issued_at
             except InvalidToken as exc:
@@ -164,10 +178,10 @@ class JWTSessionMiddleware:
         if session is None and not self.owns_cookie and (
                 overflow or (token is not None and len(token) > codec.max_token_size)):
             # Possibly a valid session of the cookie's owner, too large for this side.
-            logger.info("session cookie %s not read: %s over the %d characters read here "
-                        "(max_token_size); left as it is", name,
-                        f"{overflow} chunks" if overflow else f"{len(token or '')} characters",
-                        codec.max_token_size)
+            size = (f"more than {self.max_chunks[name]} chunks" if overflow
+                    else f"{len(token or '')} characters")
+            logger.info("session cookie %s not read: %s, over the %d characters read here "
+                        "(max_token_size); left as it is", name, size, codec.max_token_size)
             carried = []
         initial_session_was_empty = session is None
         if session is None:
@@ -248,7 +262,8 @@ class JWTSessionMiddleware:
         expires_at = self.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
         try:
-            lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now)
+            lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now,
+                               persistent=session.remember)
         except SessionTooLarge as exc:
             if decoded is None or changed_content(session, decoded):
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,35 +13,44 @@ import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from asgi_jwt_session.codec import RESERVED_CLAIMS, Decoded, compact_json
+from asgi_jwt_session.codec import ACTOR_CLAIM_TYPES, RESERVED_CLAIMS, Decoded, compact_json
 
 
 class SessionUser:
     """Who is signed in: ``id``, ``role`` and any extra claims given at login.
+
+    ``actor`` is who is really at the keyboard while an admin impersonates this user
+    (a :class:`SessionUser`; ``None`` otherwise, see
+    :mod:`asgi_jwt_session.impersonation`).
 
     Read-only: a new role comes with :meth:`Session.set_role`, new claims with a new
     :func:`login`. One user object serves every request that carries the same token,
     so ``claims`` is kept as JSON and each access gets its own copy.
     """
 
-    __slots__ = ("claims_json", "id", "role")
+    __slots__ = ("actor", "claims_json", "id", "role")
 
     id: str
     role: str
     claims_json: bytes | None
+    actor: SessionUser | None
 
-    def __init__(self, id: str, role: str, claims: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, id: str, role: str, claims: Mapping[str, Any] | None = None, *,
+                 actor: SessionUser | None = None) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "role", role)
         object.__setattr__(self, "claims_json", compact_json(dict(claims)) if claims else None)
+        object.__setattr__(self, "actor", actor)
 
     @classmethod
-    def from_json(cls, id: str, role: str, claims_json: bytes | None) -> SessionUser:
+    def from_json(cls, id: str, role: str, claims_json: bytes | None, *,
+                  actor: SessionUser | None = None) -> SessionUser:
         """A user whose extra claims are already JSON (a JSON object, or ``None``)."""
         user = cls.__new__(cls)
         object.__setattr__(user, "id", id)
         object.__setattr__(user, "role", role)
         object.__setattr__(user, "claims_json", claims_json)
+        object.__setattr__(user, "actor", actor)
         return user
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -60,14 +70,50 @@ class SessionUser:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SessionUser):
             return NotImplemented
-        return (self.id, self.role, self.claims) == (other.id, other.role, other.claims)
+        return ((self.id, self.role, self.claims, self.actor)
+                == (other.id, other.role, other.claims, other.actor))
 
     def __hash__(self) -> int:
         # Equal users may hold their claims in another order: hash what __eq__ sees first.
         return hash((self.id, self.role))
 
     def __repr__(self) -> str:
-        return f"SessionUser(id={self.id!r}, role={self.role!r}, claims={self.claims!r})"
+        actor = f", actor={self.actor!r}" if self.actor is not None else ""
+        return (f"SessionUser(id={self.id!r}, role={self.role!r}, "
+                f"claims={self.claims!r}{actor})")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The impersonator's own session, kept in the token's ``act`` claim while they
+    impersonate someone: ``user`` (their id, role and claims) and what
+    :func:`~asgi_jwt_session.impersonation.stop_impersonating` gives back (their session
+    version, sign-in times and session id)."""
+
+    user: SessionUser
+    version: int | None = None
+    auth_time: int | None = None
+    auth_ms: int | None = None
+    jti: str | None = None
+
+    @classmethod
+    def from_claim(cls, act: Mapping[str, Any]) -> Actor:
+        """The actor of a checked ``act`` claim (see ``codec.check_actor``)."""
+        extra = {name: value for name, value in act.items() if name not in ACTOR_CLAIM_TYPES}
+        return cls(SessionUser(act["sub"], act["role"], extra), act.get("ver"),
+                   act.get("auth_time"), act.get("auth_ms"), act.get("jti"))
+
+    def to_claim(self) -> dict[str, Any]:
+        """The ``act`` claim: the actor's claims, ``sub``, ``role`` and what is set of
+        ``ver``, ``auth_time``, ``auth_ms``, ``jti``."""
+        claim = self.user.claims
+        claim["sub"] = self.user.id
+        claim["role"] = self.user.role
+        for name, value in (("ver", self.version), ("auth_time", self.auth_time),
+                            ("auth_ms", self.auth_ms), ("jti", self.jti)):
+            if value is not None:
+                claim[name] = value
+        return claim
 
 
 def new_session_id() -> str:
@@ -76,22 +122,29 @@ def new_session_id() -> str:
 
 TokenFields = tuple[
     "SessionUser | None", "str | None", "int | None", "int | None", "int | None",
-    "int | None", "int | None", "int | None",
+    "int | None", "int | None", "int | None", "int | None", bool, "Actor | None",
 ]
 
 
 def token_fields(decoded: Decoded) -> TokenFields:
     """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time,
-    auth_ms."""
+    auth_ms, rat, rem, act."""
     claims = decoded.claims
-    user = None
+    user = actor = None
     if "sub" in claims:
+        act = claims.get("act")
+        if act is not None:
+            actor = Actor.from_claim(act)
         # The extra claims' JSON is shared with the cache entry, not copied.
-        user = SessionUser.from_json(claims["sub"], claims["role"], decoded.extra)
+        user = SessionUser.from_json(claims["sub"], claims["role"], decoded.extra,
+                                     actor=actor.user if actor is not None else None)
     # No auth_time (an Auth.js token): the sign-in time is unknown, and revocation
     # judges the session by its iat (see freshness.policy.signed_in_before).
+    auth_time = claims.get("auth_time")
+    # No rat: the credentials were last proved at sign-in (rat is written only when not).
     return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
-            claims.get("chk"), claims.get("auth_time"), claims.get("auth_ms"))
+            claims.get("chk"), auth_time, claims.get("auth_ms"), claims.get("rat", auth_time),
+            claims.get("rem", True), actor)
 
 
 class Session(dict[str, Any]):
@@ -101,10 +154,16 @@ class Session(dict[str, Any]):
     so it is a drop-in. ``user`` is the signed-in :class:`SessionUser` or ``None``;
     ``expires`` is when the current cookie stops being valid (``None`` before one is
     issued). Change the user only through :func:`login` and :func:`logout`.
+
+    ``authenticated_at`` is when the user last proved their credentials (sign-in or
+    :func:`reauthenticate`, epoch seconds); ``remember`` is ``False`` for a
+    browser-session cookie (``login(..., remember=False)``); ``actor`` holds the
+    impersonator's own session while they impersonate ``user``.
     """
 
-    __slots__ = ("accessed", "auth_ms", "auth_time", "checked_at", "expires_at", "issued_at",
-                 "jti", "lifetime", "modified", "user", "version")
+    __slots__ = ("accessed", "actor", "auth_ms", "auth_time", "authenticated_at", "checked_at",
+                 "expires_at", "issued_at", "jti", "lifetime", "modified", "remember", "user",
+                 "version")
 
     def __init__(
         self,
@@ -118,6 +177,9 @@ class Session(dict[str, Any]):
         checked_at: int | None = None,
         auth_time: int | None = None,
         auth_ms: int | None = None,
+        authenticated_at: int | None = None,
+        remember: bool = True,
+        actor: Actor | None = None,
     ) -> None:
         super().__init__(data or ())
         self.accessed = False
@@ -130,6 +192,9 @@ class Session(dict[str, Any]):
         self.checked_at = checked_at
         self.auth_time = auth_time
         self.auth_ms = auth_ms
+        self.authenticated_at = authenticated_at
+        self.remember = remember
+        self.actor = actor
         # Seconds a re-issued token lives when its cookie's owner decides (an Auth.js
         # token's own exp - iat); None: the middleware's max_age.
         self.lifetime: int | None = None
@@ -147,7 +212,8 @@ class Session(dict[str, Any]):
         session.accessed = session.modified = False
         session.lifetime = None
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
-         session.checked_at, session.auth_time, session.auth_ms) = fields
+         session.checked_at, session.auth_time, session.auth_ms, session.authenticated_at,
+         session.remember, session.actor) = fields
         return session
 
     def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
@@ -166,9 +232,15 @@ class Session(dict[str, Any]):
         claims["jti"] = self.jti
         claims["iat"] = now
         claims["exp"] = expires_at
-        claims["auth_time"] = self.auth_time if self.auth_time is not None else now
+        auth_time = claims["auth_time"] = self.auth_time if self.auth_time is not None else now
         if self.auth_ms is not None:
             claims["auth_ms"] = self.auth_ms
+        if self.authenticated_at is not None and self.authenticated_at != auth_time:
+            claims["rat"] = self.authenticated_at  # left out when it is the sign-in time
+        if not self.remember:
+            claims["rem"] = False
+        if self.actor is not None and self.user is not None:
+            claims["act"] = self.actor.to_claim()
         if len(self):
             claims["data"] = dict(self)
         return claims
@@ -197,11 +269,15 @@ class Session(dict[str, Any]):
         self.modified = True
 
     def login(self, user_id: str, role: str, *, version: int | None = None,
-              **claims: Any) -> None:
+              remember: bool = True, **claims: Any) -> None:
         """Sign ``user_id`` in with a new session id (no fixation).
 
-        Extra claims are keyword arguments, so none can be named ``user_id`` or
-        ``version``; the reserved claim names (``sub``, ``exp``...) are refused.
+        ``remember=False`` makes a browser-session cookie (no ``Max-Age``) that lives
+        at most ``browser_session_lifetime`` from now.
+
+        Extra claims are keyword arguments, so none can be named ``user_id``,
+        ``version`` or ``remember``; the reserved claim names (``sub``, ``exp``...)
+        are refused.
 
         Data collected before sign-in stays, unless another user was signed in.
         """
@@ -209,6 +285,8 @@ class Session(dict[str, Any]):
             raise ValueError("user_id must be a non-empty string")
         if not isinstance(role, str) or not role:
             raise ValueError("role must be a non-empty string")
+        if not isinstance(remember, bool):
+            raise TypeError("remember must be True or False")
         reserved = RESERVED_CLAIMS.intersection(claims)
         if reserved:
             raise ValueError(f"reserved claim names cannot be set at login: {sorted(reserved)}")
@@ -222,8 +300,19 @@ class Session(dict[str, Any]):
         self.auth_time = now
         # To the millisecond: a revocation in the same second must not end this sign-in.
         self.auth_ms = int(instant * 1000)
+        self.authenticated_at = now
+        self.remember = remember
+        self.actor = None
         self.checked_at = now
         self.issued_at = None
+        self.mark_modified()
+
+    def reauthenticate(self) -> None:
+        """Record that the signed-in user has just proved their credentials again (the
+        app checked the password): what :func:`requires_fresh_login` asks for."""
+        if self.user is None:
+            raise ValueError("nobody is signed in")
+        self.authenticated_at = int(time.time())
         self.mark_modified()
 
     def logout(self) -> None:
@@ -235,7 +324,8 @@ class Session(dict[str, Any]):
         """Replace the signed-in user's role (after the server re-read it)."""
         if self.user is None:
             raise ValueError("nobody is signed in")
-        self.user = SessionUser.from_json(self.user.id, str(role), self.user.claims_json)
+        self.user = SessionUser.from_json(self.user.id, str(role), self.user.claims_json,
+                                          actor=self.user.actor)
         if version is not None:
             self.version = version
         self.checked_at = checked_at if checked_at is not None else int(time.time())
@@ -259,6 +349,9 @@ class Session(dict[str, Any]):
         self.checked_at = None
         self.auth_time = None
         self.auth_ms = None
+        self.authenticated_at = None
+        self.remember = True
+        self.actor = None
 
     def pop(self, key: str, *args: Any) -> Any:
         if key in self:
@@ -308,10 +401,28 @@ def auth(conn: HTTPConnection | Scope) -> Session | None:
 
 
 def login(conn: HTTPConnection | Scope, user_id: str, role: str, *,
-          version: int | None = None, **claims: Any) -> Session:
-    """Sign ``user_id`` in with ``role`` (and extra claims); a new session id is issued."""
+          version: int | None = None, remember: bool = True, **claims: Any) -> Session:
+    """Sign ``user_id`` in with ``role`` (and extra claims); a new session id is issued.
+
+    ``version`` is the user's session version in the store. ``remember=False`` ("keep
+    me signed in" unticked) gives a cookie the browser forgets when it closes, which
+    lives at most ``browser_session_lifetime`` (default one day) however it is used.
+    """
     session = get_session(conn)
-    session.login(user_id, role, version=version, **claims)
+    session.login(user_id, role, version=version, remember=remember, **claims)
+    return session
+
+
+def reauthenticate(conn: HTTPConnection | Scope) -> Session:
+    """Record that the signed-in user has just proved their credentials again.
+
+    Call it after the app checked the password once more (or a passkey, an OTP); the
+    guard :func:`~asgi_jwt_session.guards.requires_fresh_login` then lets sensitive
+    actions through for its ``max_age``. The cookie is re-issued with the new time.
+    While an admin impersonates someone, it is the admin's credentials that count.
+    """
+    session = get_session(conn)
+    session.reauthenticate()
     return session
 
 
