@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -32,7 +33,12 @@ from starlette.types import ASGIApp, Scope
 from starlette.websockets import WebSocket, WebSocketClose
 
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.errors import AuthError, NotAuthenticated, StoreUnavailable
+from asgi_jwt_session.errors import (
+    AuthError,
+    NotAuthenticated,
+    ReauthenticationRequired,
+    StoreUnavailable,
+)
 
 __all__ = [
     "auth_error_response",
@@ -71,14 +77,18 @@ def safe_next(value: object, default: str = "/") -> str:
     return value
 
 
-def login_redirect_url(scope: Scope, login_url: str) -> str:
-    """``login_url`` with ``next=`` set to this request's path and query."""
+def login_redirect_url(scope: Scope, login_url: str, *, reauth: bool = False) -> str:
+    """``login_url`` with ``next=`` set to this request's path and query (and
+    ``reauth=1`` when the user is signed in but must prove their credentials again)."""
     target = quote(scope["path"], safe="/:@!$&'()*+,;=~")
     query = quote(scope.get("query_string", b""), safe="/?:@!$&'()*+,;=~%")
     if query:
         target = f"{target}?{query}"
     separator = "&" if "?" in login_url else "?"
-    return f"{login_url}{separator}{urlencode({'next': safe_next(target)})}"
+    params = {"next": safe_next(target)}
+    if reauth:
+        params["reauth"] = "1"
+    return f"{login_url}{separator}{urlencode(params)}"
 
 
 def prefers_html(scope: Scope) -> bool:
@@ -124,12 +134,20 @@ FORBIDDEN_PAGE = """<!doctype html>
 <body><h1>403 Forbidden</h1><p>{detail}</p></body>
 </html>
 """
+ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{status}</title></head>
+<body><h1>{status}</h1><p>{detail}</p></body>
+</html>
+"""
 
 
 def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
     """The ASGI response for a guard's exception: a websocket close before accept
-    (4401 / 4403), a redirect to the login page for a browser that is not signed in,
-    a 403 page for a browser, or 401 / 403 JSON."""
+    (4401 / 4403 / 4400), a redirect to the login page for a browser that is not
+    signed in (with ``reauth=1`` for :class:`ReauthenticationRequired`), a 403 (or 400)
+    page for a browser, or 401 / 403 / 400 JSON (``detail``, and ``reason`` when the
+    exception has one)."""
     if scope["type"] == "websocket":
         return WebSocketClose(code=exc.close_code, reason=exc.detail)
     headers = {"vary": "Accept"}
@@ -137,11 +155,19 @@ def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
         if isinstance(exc, NotAuthenticated):
             context = get_context(scope)
             login_url = context.login_url if context is not None else DEFAULT_LOGIN_URL
-            url = login_redirect_url(scope, login_url)
+            url = login_redirect_url(scope, login_url,
+                                     reauth=isinstance(exc, ReauthenticationRequired))
             return RedirectResponse(url, status_code=303, headers=headers)
-        page = FORBIDDEN_PAGE.format(detail=html.escape(exc.detail))
+        if exc.status_code == 403:
+            page = FORBIDDEN_PAGE.format(detail=html.escape(exc.detail))
+        else:
+            status = f"{exc.status_code} {HTTPStatus(exc.status_code).phrase}"
+            page = ERROR_PAGE.format(status=status, detail=html.escape(exc.detail))
         return HTMLResponse(page, status_code=exc.status_code, headers=headers)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    body = {"detail": exc.detail}
+    if exc.reason is not None:
+        body["reason"] = exc.reason
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | None:

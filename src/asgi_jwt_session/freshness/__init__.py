@@ -23,6 +23,7 @@ from asgi_jwt_session.freshness.policy import (
     CheckedUser,
     Freshness,
     UserLoader,
+    apply_actor,
     apply_user,
 )
 from asgi_jwt_session.freshness.postgres import PostgresVersionFeed
@@ -39,6 +40,7 @@ __all__ = [
     "SingleFlight",
     "UserLoader",
     "VersionFeed",
+    "apply_actor",
     "apply_user",
 ]
 

@@ -10,12 +10,14 @@ of a process (single flight), and applies :func:`apply_user`.
 
 Under faults: a failed load marks the store unreachable. Meanwhile stale sessions are
 served from their cookie (``on_store_error="keep"``) or signed out (``"signout"``),
-without waiting; every ``retry_after`` seconds (one by default) one stale request
-probes the store, one probe at a time. The outage ends for everyone at the first
-sign that the database answers: a load that succeeds (a probe, the refresh endpoint),
-a change the store commits, or the feed connecting again. So a change the feed
-announces is applied within ``retry_after`` of the database answering again, and no
-session is signed out for an outage that is over. See docs/reliability.md.
+without waiting; one stale request at a time probes the store, at most every
+``retry_after`` seconds (one with "keep"; none with "signout", where every moment
+the outage is believed too long costs someone their session). The outage ends for
+everyone at the first sign that the database answers: a load that succeeds (a probe,
+the refresh endpoint), a change the store commits, or the feed connecting again. So a
+change the feed announces is applied within ``retry_after`` of the database answering
+again, and no session is signed out for an outage that is over. See
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -33,12 +35,14 @@ import anyio
 from asgi_jwt_session.errors import StoreUnavailable
 from asgi_jwt_session.freshness.feed import DEFAULT_MAX_AGE, Feed, VersionFeed
 from asgi_jwt_session.freshness.flight import SingleFlight
-from asgi_jwt_session.session import Session
+from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.store.base import Store
 
-__all__ = ["CheckedUser", "Freshness", "StoreErrorPolicy", "UserLoader", "apply_user"]
+__all__ = ["CheckedUser", "Freshness", "StoreErrorPolicy", "UserLoader", "apply_actor",
+           "apply_user"]
 
 logger = logging.getLogger("asgi_jwt_session.freshness")
+impersonation_logger = logging.getLogger("asgi_jwt_session.impersonation")
 
 StoreErrorPolicy = Literal["keep", "signout"]
 
@@ -57,7 +61,7 @@ UNAVAILABLE = (StoreUnavailable, OSError, TimeoutError)
 # machines that run a little behind.
 CLOCK_MARGIN = 60
 DEFAULT_TIMEOUT = 5.0  # seconds a user load may take before the store counts as unreachable
-DEFAULT_RETRY_AFTER = 1.0  # seconds between probes of an unreachable store
+DEFAULT_RETRY_AFTER = 1.0  # seconds between probes of an unreachable store ("keep")
 MEMO_WINDOW = 30  # seconds a load is remembered when revalidate_after is None
 
 warned_no_auth_time = False
@@ -127,7 +131,8 @@ def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> N
     before the user's ``revoked_at``, and when the session's version is newer than the
     store's. Otherwise the stored role and version are adopted, however many changes
     the session missed, and the session is marked modified (re-issued) only when its
-    role, version or ``chk`` changed.
+    role, version or ``chk`` changed. During an impersonation, a role change signs
+    out too: the impersonation was allowed for the role it started with.
     """
     current = session.user
     if current is None:
@@ -144,8 +149,54 @@ def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> N
         # deleted and created again): revocations after that point are lost with it.
         session.logout()
         return
+    if session.actor is not None and current.role != user.role:
+        end_impersonation(session, f"the role of {current.id!r} changed")
+        return
     if version != stored or current.role != user.role or session.checked_at != checked_at:
         session.set_role(user.role, version=stored, checked_at=checked_at)
+
+
+def actor_signed_in_before(actor: Actor, revoked_at: float) -> bool:
+    """Whether the impersonator signed in at or before ``revoked_at`` (unknown: yes)."""
+    if actor.auth_ms is not None:
+        return actor.auth_ms <= revoked_at * 1000
+    return actor.auth_time is None or actor.auth_time <= revoked_at
+
+
+def apply_actor(session: Session, user: CheckedUser | None) -> None:
+    """Bring the impersonator of ``session`` up to date with ``user`` (the impersonator
+    as the store has them now).
+
+    Signs out when they are gone or disabled, when their sessions were revoked after
+    their own sign-in, when their version is newer than the store's, and when their
+    role changed (it may no longer allow the impersonation). Otherwise a new session
+    version is adopted.
+    """
+    actor = session.actor
+    if actor is None or session.user is None:
+        return
+    reason = None
+    if user is None or user.disabled:
+        reason = "is gone" if user is None else "is disabled"
+    elif user.revoked_at is not None and actor_signed_in_before(actor, user.revoked_at):
+        reason = "had their sessions revoked"
+    elif actor.version is not None and actor.version > user.session_version:
+        reason = "is older in the store than in the session"
+    elif user.role != actor.user.role:
+        reason = "has another role"
+    if reason is not None:
+        end_impersonation(session, f"the impersonator {actor.user.id!r} {reason}")
+    elif actor.version != user.session_version:
+        session.actor = replace(actor, version=user.session_version)
+        session.mark_modified()
+
+
+def end_impersonation(session: Session, reason: str) -> None:
+    actor, user = session.actor, session.user
+    impersonation_logger.info("impersonation ended, signed out: %r as %r: %s",
+                              actor.user.id if actor else None, user.id if user else None,
+                              reason)
+    session.logout()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +224,8 @@ class Freshness:
       current claims, ``"signout"`` signs out every session that needed the check.
     - ``retry_after``: seconds between probes of an unreachable store (one probe at a
       time; the other stale requests meanwhile get ``on_store_error`` at once).
+      ``None``: 1 s with ``"keep"``, 0 with ``"signout"`` (probe with each stale
+      request, so nobody is signed out once the database answers).
     - ``timeout``: seconds a load may take before it counts as unreachable.
     - ``memo_size``: users whose last load is remembered. A load is remembered for
       ``revalidate_after`` seconds, so a client that ignores cookies costs at most one
@@ -187,7 +240,7 @@ class Freshness:
         revalidate_after: int | None = 300,
         feed: Feed | None = None,
         on_store_error: StoreErrorPolicy = "keep",
-        retry_after: float = DEFAULT_RETRY_AFTER,
+        retry_after: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         memo_size: int = 65536,
         watch: bool = True,
@@ -197,6 +250,8 @@ class Freshness:
             raise ValueError("revalidate_after must be positive, or None")
         if on_store_error not in ("keep", "signout"):
             raise ValueError("on_store_error must be 'keep' or 'signout'")
+        if retry_after is None:
+            retry_after = DEFAULT_RETRY_AFTER if on_store_error == "keep" else 0.0
         if retry_after < 0 or timeout <= 0 or memo_size < 0:
             raise ValueError("retry_after, timeout and memo_size must not be negative")
         store: Store | None = None
@@ -247,7 +302,8 @@ class Freshness:
         return self.failed_at is None
 
     def is_stale(self, session: Session, now: int) -> bool:
-        """True when ``session`` must be revalidated before the request goes on."""
+        """True when ``session`` must be revalidated before the request goes on (also
+        when the feed knows a newer version of the impersonator, if any)."""
         user = session.user
         if user is None:
             return False
@@ -256,6 +312,11 @@ class Freshness:
             version = session.version
             if version is None or newest > version:
                 return True
+        actor = session.actor
+        if actor is not None:
+            newest = self.newest(actor.user.id)
+            if newest is not None and (actor.version is None or newest > actor.version):
+                return True
         after = self.revalidate_after
         if after is None:
             return False
@@ -263,27 +324,41 @@ class Freshness:
         return checked is None or now - checked >= after
 
     async def revalidate(self, session: Session, now: int) -> None:
-        """Load the user (shared, remembered) and apply it to ``session``; while the
-        store is unreachable, apply ``on_store_error`` instead. Never raises for an
-        outage."""
+        """Load the user (shared, remembered) and apply it to ``session``, and the
+        impersonator too during an impersonation; while the store is unreachable,
+        apply ``on_store_error`` instead. Never raises for an outage."""
         user = session.user
         if user is None:
             return
-        newest = self.newest(user.id)
-        loaded = self.memo.get(user.id)
+        loaded = await self.lookup(user.id, now)
+        if loaded is None:
+            self.store_down(session)
+            return
+        apply_user(session, loaded.user, loaded.loaded_at)
+        actor = session.actor
+        if actor is not None and session.user is not None:
+            loaded = await self.lookup(actor.user.id, now)
+            if loaded is None:
+                self.store_down(session)
+                return
+            apply_actor(session, loaded.user)
+
+    async def lookup(self, user_id: str, now: int) -> Loaded | None:
+        """The user as last loaded, or loaded now (shared); ``None`` while the store is
+        unreachable."""
+        newest = self.newest(user_id)
+        loaded = self.memo.get(user_id)
         if (loaded is None or now - loaded.loaded_at >= self.memo_window
                 or (newest is not None and newest > loaded.seen)):
             failed_at = self.failed_at
             if failed_at is not None and (
                     self.probing or self.clock() - failed_at < self.retry_after):
-                self.store_down(session)  # a probe failed a moment ago, or is running
-                return
+                return None  # a probe failed a moment ago, or is running
             try:
-                loaded = await self.flight(user.id, now)
+                loaded = await self.flight(user_id, now)
             except UNAVAILABLE:
-                self.store_down(session)
-                return
-        apply_user(session, loaded.user, loaded.loaded_at)
+                return None
+        return loaded
 
     async def refresh(self, session: Session, now: int) -> None:
         """Re-read the user now and apply it (the refresh endpoint); raises
@@ -292,11 +367,15 @@ class Freshness:
         user = session.user
         if user is None:
             return
+        actor = session.actor
         try:
             loaded = await self.flight(user.id, now)
+            acting = await self.flight(actor.user.id, now) if actor is not None else None
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"role store unavailable: {exc!r}") from exc
         apply_user(session, loaded.user, loaded.loaded_at)
+        if acting is not None:
+            apply_actor(session, acting.user)
 
     async def load(self, user_id: str, now: int) -> Loaded:
         newest = self.newest(user_id)  # before the read: a later change reloads
@@ -325,10 +404,14 @@ class Freshness:
         return loaded
 
     def answered(self) -> None:
-        """The database answers: end the outage, if there is one."""
+        """The database answers: end the outage, if there is one (and tell a feed that
+        is still waiting to reconnect)."""
         if self.failed_at is not None:
             self.failed_at = None
             logger.warning("role store reachable again; revalidating sessions")
+            wake = getattr(self.feed, "wake", None)
+            if callable(wake):
+                wake()
 
     def on_store_change(self, user: object) -> None:
         """A ``Store.on_change`` listener: a committed change means the database answers."""
@@ -339,10 +422,11 @@ class Freshness:
             reason = repr(exc) if not str(exc) else str(exc)
             if isinstance(exc, TimeoutError):
                 reason = f"no answer within {self.timeout}s"
-            logger.warning("role store unreachable, %s sessions that need a check; "
-                           "probing every %ss: %s",
+            probing = (f"probing every {self.retry_after}s" if self.retry_after
+                       else "probing with the next request that needs a check")
+            logger.warning("role store unreachable, %s sessions that need a check; %s: %s",
                            "keeping" if self.on_store_error == "keep" else "signing out",
-                           self.retry_after, reason)
+                           probing, reason)
         self.failed_at = self.clock()
 
     def store_down(self, session: Session) -> None:

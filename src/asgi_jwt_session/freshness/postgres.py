@@ -72,7 +72,9 @@ class PostgresVersionFeed(VersionFeed):
     ``backend_pid`` is the LISTEN connection's server process (for
     ``pg_terminate_backend`` in tests); ``connections`` counts successful connects;
     ``connected`` is set while listening; ``on_connect`` callables are called after
-    each connect and catch-up (a :class:`Freshness` ends a store outage there).
+    each connect and catch-up (a :class:`Freshness` ends a store outage there), and
+    :meth:`wake` cuts a reconnect's backoff short (a Freshness calls it when a load
+    succeeds during an outage).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class PostgresVersionFeed(VersionFeed):
         self.task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.settled = asyncio.Event()  # the first attempt connected or failed
+        self.woken = asyncio.Event()  # cut the backoff short
         self.failing = False  # between a failed attempt and the next connect
         self.on_connect: list[Callable[[], object]] = []
         self.lock = asyncio.Lock()  # one operation at a time on the connection
@@ -181,8 +184,16 @@ class PostgresVersionFeed(VersionFeed):
                 else:
                     logger.warning("version feed connection lost (%s); reconnecting", reason)
             self.settled.set()
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            with contextlib.suppress(TimeoutError):  # the backoff, unless woken
+                await asyncio.wait_for(self.woken.wait(), delay * random.uniform(0.5, 1.0))
+            self.woken.clear()
             delay = min(delay * 2, self.max_backoff)
+
+    def wake(self) -> None:
+        """The database answered someone else (a store query): reconnect now rather
+        than at the end of the backoff. Nothing happens while connected."""
+        if not self.connected.is_set():
+            self.woken.set()
 
     async def listen(self) -> None:
         """One connection's life: LISTEN, catch up, keep alive until it is lost."""
