@@ -5,7 +5,7 @@
 - ``GET /auth/session``: ``{"session": null | {"user": {"id", "role"}, "expires"},
   "csrfToken": "...", "csrfHeader": "x-csrf-token"}``, never cached, never the token
   itself; sets the CSRF cookie. ``csrfHeader`` names the header the POSTs take the
-  token in.
+  token in. During an impersonation the session also has ``"actor": {"id", "role"}``.
 - ``POST /auth/session/refresh``: re-reads the user from the store (the middleware's
   ``freshness``, or the store given here), applies the same rule as revalidation
   (:func:`~asgi_jwt_session.freshness.apply_user`) and re-issues the cookie; 401 when
@@ -45,7 +45,7 @@ from asgi_jwt_session.csrf import (
     verify_csrf,
 )
 from asgi_jwt_session.errors import StoreUnavailable
-from asgi_jwt_session.responses import prefers_html, safe_next
+from asgi_jwt_session.responses import RETRY_AFTER, prefers_html, safe_next
 from asgi_jwt_session.session import Session, get_session, logout
 from asgi_jwt_session.store.base import Store
 
@@ -60,7 +60,8 @@ NO_STORE = {"cache-control": "private, no-store"}
 
 
 def session_view(session: Session, expires_at: int | None = None) -> dict[str, Any] | None:
-    """The public view of a session: user id, role and expiry (ISO 8601, UTC), or
+    """The public view of a session: user id, role and expiry (ISO 8601, UTC), and
+    during an impersonation the impersonator (``"actor": {"id", "role"}``), or
     ``None`` when nobody is signed in. Never the token, never the session data."""
     user = session.user
     if user is None:
@@ -70,7 +71,10 @@ def session_view(session: Session, expires_at: int | None = None) -> dict[str, A
     expires = None
     if expires_at is not None:
         expires = datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
-    return {"user": {"id": user.id, "role": user.role}, "expires": expires}
+    view: dict[str, Any] = {"user": {"id": user.id, "role": user.role}, "expires": expires}
+    if user.actor is not None:
+        view["actor"] = {"id": user.actor.id, "role": user.actor.role}
+    return view
 
 
 @functools.cache
@@ -94,7 +98,8 @@ def next_expiry(request: Request, session: Session) -> int | None:
 
 
 def error(detail: str, status_code: int) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code, headers=NO_STORE)
+    headers = NO_STORE if status_code != 503 else {**NO_STORE, "retry-after": str(RETRY_AFTER)}
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
 def read_only(request: Request) -> bool:
