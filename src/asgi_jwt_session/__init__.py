@@ -5,6 +5,7 @@ and the errors users catch. Features live in their modules and are imported from
 there: ``asgi_jwt_session.freshness`` (``Freshness``, version feeds),
 ``asgi_jwt_session.store`` (``RoleStore``), ``asgi_jwt_session.endpoints``
 (``session_routes``), ``asgi_jwt_session.authjs`` (``AuthJSFormat``),
+``asgi_jwt_session.impersonation`` (``impersonate``, ``stop_impersonating``),
 ``asgi_jwt_session.csrf`` and ``asgi_jwt_session.responses``.
 """
 
@@ -20,16 +21,24 @@ from asgi_jwt_session.errors import (
     InvalidToken,
     NotAuthenticated,
     PermissionDenied,
+    ReauthenticationRequired,
     SessionTooLarge,
     StoreUnavailable,
     UnknownRole,
     UnknownUser,
 )
-from asgi_jwt_session.guards import require_admin, require_role, requires_login, requires_role
+from asgi_jwt_session.guards import (
+    require_admin,
+    require_fresh_login,
+    require_role,
+    requires_fresh_login,
+    requires_login,
+    requires_role,
+)
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.middleware import JWTSessionMiddleware
 from asgi_jwt_session.roles import Role, RoleHierarchy
-from asgi_jwt_session.session import Session, SessionUser, auth, login, logout
+from asgi_jwt_session.session import Session, SessionUser, auth, login, logout, reauthenticate
 from asgi_jwt_session.store.base import revoke_sessions, update_user_role
 
 __version__ = "0.2.0"
@@ -42,6 +51,7 @@ __all__ = [
     "Keyring",
     "NotAuthenticated",
     "PermissionDenied",
+    "ReauthenticationRequired",
     "Role",
     "RoleHierarchy",
     "Session",
@@ -54,8 +64,11 @@ __all__ = [
     "auth",
     "login",
     "logout",
+    "reauthenticate",
     "require_admin",
+    "require_fresh_login",
     "require_role",
+    "requires_fresh_login",
     "requires_login",
     "requires_role",
     "revoke_sessions",

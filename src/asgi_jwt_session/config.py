@@ -22,6 +22,11 @@ class SessionConfig:
       when the request came over https.
     - ``update_age``: re-issue the cookie (sliding expiry) once it is this old.
     - ``max_lifetime``: absolute cap from sign-in (``auth_time``); sliding stops there.
+    - ``idle_timeout``: a session unused for this many seconds is over (``None``: no
+      idle timeout). Its token expires at most ``idle_timeout`` after it was issued,
+      and is re-issued at least every ``idle_timeout / 2`` while in use.
+    - ``browser_session_lifetime``: absolute cap from sign-in of a session signed in
+      with ``login(..., remember=False)``, whose cookie has no ``Max-Age``.
     - ``leeway``: clock tolerance for ``exp``/``nbf``/``iat``, seconds.
     - ``cache_size``: decoded-token LRU entries; 0 turns the cache off.
     - ``max_cookie_size``: total budget for the token over all chunks, bytes.
@@ -38,6 +43,8 @@ class SessionConfig:
     partitioned: bool = False
     update_age: int = DAY
     max_lifetime: int = 90 * DAY
+    idle_timeout: int | None = None
+    browser_session_lifetime: int = DAY
     leeway: int = 10
     cache_size: int = 4096
     max_cookie_size: int = 12 * 1024
@@ -55,6 +62,12 @@ class SessionConfig:
             raise ValueError("update_age must be >= 0")
         if self.max_lifetime <= 0:
             raise ValueError("max_lifetime must be positive")
+        idle = self.idle_timeout
+        if idle is not None and (type(idle) is not int or not 0 < idle <= self.max_lifetime):
+            raise ValueError("idle_timeout must be a positive number of seconds, at most "
+                             "max_lifetime, or None")
+        if type(self.browser_session_lifetime) is not int or self.browser_session_lifetime <= 0:
+            raise ValueError("browser_session_lifetime must be a positive number of seconds")
         if self.same_site == "none" and self.https_only is False:
             raise ValueError("same_site='none' needs Secure cookies: do not set https_only=False")
         if not self.login_url.startswith("/") or self.login_url[1:2] in ("/", "\\"):
@@ -70,10 +83,32 @@ class SessionConfig:
     def renew_after(self) -> int:
         """When a token is re-issued: ``update_age``, but never so late that a session
         in use would expire (at most half of the token's lifetime)."""
-        return min(self.update_age, self.token_lifetime // 2)
+        return self.renew_after_for(True)
 
     @property
     def token_lifetime(self) -> int:
         """How long a token is valid after it is issued (``max_lifetime`` for a
-        browser-session cookie, which has no ``Max-Age`` of its own)."""
-        return self.max_lifetime if self.max_age is None else self.max_age
+        browser-session cookie, which has no ``Max-Age`` of its own), at most
+        ``idle_timeout``."""
+        return self.token_lifetime_for(True)
+
+    def lifetime(self, remember: bool = True) -> int:
+        """The absolute lifetime from sign-in: ``max_lifetime``, or for a session
+        signed in with ``remember=False``, ``browser_session_lifetime`` (at most
+        ``max_lifetime``)."""
+        if remember:
+            return self.max_lifetime
+        return min(self.browser_session_lifetime, self.max_lifetime)
+
+    def token_lifetime_for(self, remember: bool) -> int:
+        """How long a token of a remembered (or a browser-session) sign-in is valid
+        after it is issued."""
+        if not remember:
+            lifetime = self.lifetime(False)
+        else:
+            lifetime = self.max_lifetime if self.max_age is None else self.max_age
+        return lifetime if self.idle_timeout is None else min(lifetime, self.idle_timeout)
+
+    def renew_after_for(self, remember: bool) -> int:
+        """When a token of a remembered (or a browser-session) sign-in is re-issued."""
+        return min(self.update_age, self.token_lifetime_for(remember) // 2)

@@ -35,6 +35,11 @@ class FreshnessHook(Protocol):
     async def refresh(self, session: Session, now: int) -> None:
         """Re-read the user now and apply it; raises ``StoreUnavailable`` on an outage."""
 
+    async def issued(self, scope: Scope, session: Session, first: bool) -> None:
+        """The middleware issued a token for signed-in ``session``: its first (a new
+        session id, ``first``) or a renewal; not called for other re-issues. Never
+        raises (the session registry records it here)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:
@@ -69,11 +74,14 @@ class SessionContext:
         return scope.get("scheme") in ("https", "wss")
 
     def expires_for(self, session: Session, now: int) -> int:
-        """When a token issued for ``session`` at ``now`` expires: ``max_age`` on,
-        capped by the absolute lifetime from sign-in."""
+        """When a token issued for ``session`` at ``now`` expires: ``max_age`` (or
+        ``idle_timeout``) on, capped by the absolute lifetime from sign-in
+        (``browser_session_lifetime`` for a sign-in with ``remember=False``)."""
         config = self.config
+        remember = session.remember
         auth_time = session.auth_time if session.auth_time is not None else now
-        return min(now + config.token_lifetime, auth_time + config.max_lifetime)
+        return min(now + config.token_lifetime_for(remember),
+                   auth_time + config.lifetime(remember))
 
 
 def get_context(conn: HTTPConnection | Scope) -> SessionContext | None:

@@ -2,7 +2,7 @@
 
 - :class:`AuthError` and its subclasses are answers: the middleware (or
   :data:`~asgi_jwt_session.responses.exception_handlers`) turns them into a login
-  redirect, 401, 403 or a websocket close.
+  redirect, 401, 403, 400 (a refused impersonation) or a websocket close.
 - :class:`InvalidToken` and its subclasses mean "treat as no session"; the middleware
   never lets one escape.
 - :class:`SessionTooLarge` is raised when a session cannot fit in its cookie budget.
@@ -16,9 +16,12 @@ __all__ = [
     "AuthError",
     "CSRFError",
     "ExpiredToken",
+    "ImpersonationDenied",
+    "ImpersonationError",
     "InvalidToken",
     "NotAuthenticated",
     "PermissionDenied",
+    "ReauthenticationRequired",
     "SessionError",
     "SessionTooLarge",
     "StoreUnavailable",
@@ -33,20 +36,36 @@ class SessionError(Exception):
 
 
 class AuthError(SessionError):
-    """Base of the guard exceptions; the middleware turns one into a response."""
+    """Base of the guard exceptions; the middleware turns one into a response.
+
+    ``reason``, when set, is a machine-readable word the JSON answer carries beside
+    ``detail`` (``{"detail": ..., "reason": "reauthentication_required"}``).
+    """
 
     status_code = 401
     close_code = 4401
     detail = "Not authenticated"
+    reason: str | None = None
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, reason: str | None = None) -> None:
         if detail is not None:
             self.detail = detail
+        if reason is not None:
+            self.reason = reason
         super().__init__(self.detail)
 
 
 class NotAuthenticated(AuthError):
     """Nobody is signed in: a redirect to the login page for browsers, else 401."""
+
+
+class ReauthenticationRequired(NotAuthenticated):
+    """Signed in, but not recently enough for this action ("sudo mode"): browsers are
+    sent to the login page with ``reauth=1``; other requests get 401 with
+    ``reason: "reauthentication_required"``."""
+
+    detail = "Re-authentication required"
+    reason = "reauthentication_required"
 
 
 class PermissionDenied(AuthError):
@@ -61,6 +80,27 @@ class CSRFError(PermissionDenied):
     """A POST failed the CSRF check: 403, like any :class:`PermissionDenied`."""
 
     detail = "CSRF check failed"
+
+
+class ImpersonationError(AuthError):
+    """An impersonation that cannot start or stop: an unknown or disabled user, oneself,
+    already impersonating, not impersonating. 400 (websockets: 4400), with a
+    ``reason``."""
+
+    status_code = 400
+    close_code = 4400
+    detail = "Cannot impersonate"
+    reason = "impersonation_refused"
+
+
+class ImpersonationDenied(ImpersonationError, PermissionDenied):
+    """Impersonating this user is not allowed: their role is above the impersonator's.
+    403 (websockets: 4403)."""
+
+    status_code = 403
+    close_code = 4403
+    detail = "Not allowed to impersonate this user"
+    reason = "role_above_actor"
 
 
 class InvalidToken(SessionError, ValueError):

@@ -1,6 +1,7 @@
 """Guards: who may call an endpoint.
 
-The guards raise :class:`~asgi_jwt_session.errors.NotAuthenticated` or
+The guards raise :class:`~asgi_jwt_session.errors.NotAuthenticated` (or its
+:class:`~asgi_jwt_session.errors.ReauthenticationRequired`) or
 :class:`~asgi_jwt_session.errors.PermissionDenied`; the middleware turns them into a
 login redirect, 401, 403 or a websocket close (4401 / 4403) with
 :func:`~asgi_jwt_session.responses.auth_error_response`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -17,18 +19,27 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.errors import NotAuthenticated, PermissionDenied
+from asgi_jwt_session.errors import NotAuthenticated, PermissionDenied, ReauthenticationRequired
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import SessionUser, get_session
 
-__all__ = ["require_admin", "require_role", "requires_login", "requires_role"]
+__all__ = [
+    "require_admin",
+    "require_fresh_login",
+    "require_role",
+    "requires_fresh_login",
+    "requires_login",
+    "requires_role",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 Dependency = Callable[[HTTPConnection], Awaitable[SessionUser]]
+Check = Callable[[HTTPConnection | Scope], SessionUser]
 
 DEFAULT_ROLES = RoleHierarchy()
+FRESH_LOGIN_AGE = 300  # seconds: how recent a sign-in requires_fresh_login asks for
 
 
 # --- checks ---------------------------------------------------------------------------
@@ -48,6 +59,23 @@ def check(conn: HTTPConnection | Scope, roles: tuple[str, ...]) -> SessionUser:
         if not hierarchy.satisfies(user.role, *roles):
             raise PermissionDenied()
     return user
+
+
+def check_fresh(conn: HTTPConnection | Scope, max_age: int) -> SessionUser:
+    user = check(conn, ())
+    authenticated_at = get_session(conn).authenticated_at
+    if authenticated_at is None or int(time.time()) - authenticated_at > max_age:
+        raise ReauthenticationRequired()
+    return user
+
+
+def fresh_age(max_age: object) -> int:
+    if callable(max_age):
+        raise TypeError("requires_fresh_login takes its options: @requires_fresh_login() "
+                        "or @requires_fresh_login(max_age=300)")
+    if type(max_age) is not int or max_age < 0:
+        raise ValueError("max_age must be a number of seconds (an int >= 0)")
+    return max_age
 
 
 def roles_of(scope: Scope) -> RoleHierarchy:
@@ -74,19 +102,26 @@ def find_connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnec
     raise TypeError("a guarded endpoint needs a Request, WebSocket or ASGI scope argument")
 
 
-def guard(func: Callable[P, R], roles: tuple[str, ...]) -> Callable[P, R]:
+def guard(func: Callable[P, R], roles: tuple[str, ...], checker: Check | None = None
+          ) -> Callable[P, R]:
+    def run_check(conn: HTTPConnection | Scope) -> None:
+        if checker is None:
+            check(conn, roles)
+        else:
+            checker(conn)
+
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            check(find_connection(args, kwargs), roles)
+            run_check(find_connection(args, kwargs))
             return await func(*args, **kwargs)
 
         return cast(Callable[P, R], async_wrapper)
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        check(find_connection(args, kwargs), roles)
+        run_check(find_connection(args, kwargs))
         return func(*args, **kwargs)
 
     return wrapper
@@ -153,5 +188,48 @@ def require_admin(conn: HTTPConnection | Scope | None = None, /) -> SessionUser 
 
     async def dependency(conn: HTTPConnection) -> SessionUser:
         return check(conn, (roles_of(conn.scope).highest,))
+
+    return dependency
+
+
+def requires_fresh_login(max_age: int = FRESH_LOGIN_AGE
+                         ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator for sensitive actions ("sudo mode"): the endpoint runs only when the
+    signed-in user proved their credentials (signed in, or :func:`reauthenticate`)
+    at most ``max_age`` seconds ago.
+
+    Otherwise :class:`~asgi_jwt_session.errors.ReauthenticationRequired`: a browser is
+    sent to the login URL with ``next=`` and ``reauth=1``, other requests get 401
+    ``{"detail": ..., "reason": "reauthentication_required"}``. Nobody signed in: as
+    :func:`requires_login`. Works on the same endpoints as :func:`requires_login`.
+    """
+    age = fresh_age(max_age)
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        return guard(func, (), functools.partial(check_fresh, max_age=age))
+
+    return decorator
+
+
+@overload
+def require_fresh_login(conn: HTTPConnection | Scope, /, *, max_age: int = ...
+                        ) -> SessionUser: ...
+@overload
+def require_fresh_login(*, max_age: int = ...) -> Dependency: ...
+def require_fresh_login(conn: HTTPConnection | Scope | None = None, /, *,
+                        max_age: int = FRESH_LOGIN_AGE) -> SessionUser | Dependency:
+    """``require_fresh_login(request, max_age=300)``: the signed-in :class:`SessionUser`
+    when they proved their credentials at most ``max_age`` seconds ago; else raises
+    (see :func:`requires_fresh_login`).
+
+    ``require_fresh_login(max_age=300)`` without a request returns a FastAPI
+    dependency: ``user: SessionUser = Depends(require_fresh_login(max_age=300))``.
+    """
+    age = fresh_age(max_age)
+    if conn is not None:
+        return check_fresh(conn, age)
+
+    async def dependency(conn: HTTPConnection) -> SessionUser:
+        return check_fresh(conn, age)
 
     return dependency

@@ -164,7 +164,8 @@ def sign_in(
     - ``data``: the session's free-form data (``request.session``).
     - ``version``: the session version (``ver``); with a store-backed ``Freshness``,
       pass the user's ``session_version`` so no revalidation is due at once.
-    - ``claims``: extra claims, as ``login()`` takes them (``session.user.claims``).
+    - ``claims``: extra claims, as ``login()`` takes them (``session.user.claims``);
+      ``remember=False`` as ``login()`` takes it too.
 
     The cookie is ``Secure`` exactly when the middleware would make it so for a
     request to the client's ``base_url`` (so an app with ``https_only=True`` needs a
@@ -180,7 +181,8 @@ def sign_in(
     name, _, writer, token = issue(middleware, session, secure)
     carried = [cookie.name for cookie in jar if is_cookie_of(cookie.name, name)]
     lines = writer.set(token, secure=secure, carried=carried,
-                       max_age=(session.expires_at or 0) - (session.issued_at or 0))
+                       max_age=(session.expires_at or 0) - (session.issued_at or 0),
+                       persistent=session.remember)
     # Into the jar as if the app had answered a request with these lines, so the jar
     # keeps the cookie under the domain and path the app's own Set-Cookie would have.
     jar.extract_cookies(SetCookieAnswer(lines), request)  # type: ignore[arg-type]
