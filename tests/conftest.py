@@ -1,13 +1,39 @@
+"""What the tests share: the secrets, the test app and its client, a fake clock, a fake
+user loader, a SQLite store, the servers (PostgreSQL, Redis), node and Auth.js; and the
+markers (``postgres``, ``redis``, ``browser``, ``node``), set from the fixtures a test
+uses."""
+
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
+import anyio.lowlevel
+import httpx
 import pytest
-from jwcrypto import jwe
+from hypothesis import settings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Lifespan
+from starlette.websockets import WebSocket
 
-from tests.servers import PostgresServer, RedisServer, ServerUnavailable
+from asgi_jwt_session import JWTSessionMiddleware, auth, login, logout
+from support.servers import PostgresServer, RedisServer, ServerUnavailable
+
+SECRET = "tests-secret-0123456789abcdef-0123456789"
+OLD_SECRET = "tests-old-secret-0123456789abcdef-01234"  # rotated out, still read
+OTHER_SECRET = "someone-else's-secret-0123456789abcdefgh"  # another app's
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -19,9 +45,238 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# --- markers -------------------------------------------------------------------------------
+
+MARKED_BY_FIXTURE = {
+    "postgres": {"postgres", "own_postgres"},
+    "browser": {"browser"},
+    "node": {"node", "authjs"},
+    "redis": {"redis_server", "persistent_redis", "volatile_redis"},
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKED_BY_FIXTURE.items():
+            if used & fixtures:
+                item.add_marker(marker)
+
+
+# HYPOTHESIS_PROFILE=fast (make test-fast): a tenth of the property tests' examples.
+settings.register_profile("fast", max_examples=10)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# --- the test app ----------------------------------------------------------------------------
+
+
+async def sign_in_endpoint(request: Request) -> JSONResponse:
+    """``/login?user=..&role=..&version=..``; any other parameter is a claim."""
+    claims = dict(request.query_params)
+    user, role = claims.pop("user"), claims.pop("role", "USER")
+    login(request, user, role, version=int(claims.pop("version", "1")), **claims)
+    return JSONResponse({"jti": request.session.jti})
+
+
+async def sign_out_endpoint(request: Request) -> JSONResponse:
+    logout(request)
+    return JSONResponse({})
+
+
+async def me(request: Request) -> JSONResponse:
+    """Who is signed in, and the session's data and versions."""
+    session = auth(request)
+    user = session.user if session is not None else None
+    return JSONResponse({
+        "id": user.id if user else None,
+        "role": user.role if user else None,
+        "version": request.session.version,
+        "chk": request.session.checked_at,
+        "session": dict(request.session),
+    })
+
+
+async def update_session(request: Request) -> JSONResponse:
+    request.session.update(await request.json())
+    return JSONResponse({"session": dict(request.session)})
+
+
+async def clear_session(request: Request) -> JSONResponse:
+    request.session.clear()
+    return JSONResponse({"session": dict(request.session)})
+
+
+async def plain(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")  # never touches the session
+
+
+async def ws_session(websocket: WebSocket) -> None:
+    await websocket.accept()
+    session = auth(websocket)
+    await websocket.send_json({"session": dict(websocket.session),
+                               "user": session.user.id if session and session.user else None})
+    await websocket.close()
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/login", sign_in_endpoint, methods=["GET", "POST"]),
+    Route("/logout", sign_out_endpoint),
+    Route("/me", me),
+    Route("/session", update_session, methods=["POST"]),
+    Route("/clear", clear_session, methods=["POST"]),
+    Route("/plain", plain),
+    WebSocketRoute("/ws", ws_session),
+]
+
+
+def make_app(*routes: BaseRoute, lifespan: Lifespan[Any] | None = None,
+             **options: Any) -> Starlette:
+    """The test app: ``routes`` and the common ones, under the middleware with ``SECRET``
+    (or ``secret_key=``) and ``options``."""
+    options.setdefault("secret_key", SECRET)
+    return Starlette(routes=[*routes, *ROUTES], lifespan=lifespan,
+                     middleware=[Middleware(JWTSessionMiddleware, **options)])
+
+
+def opening(store: Any) -> Lifespan[Any]:
+    """A lifespan that connects ``store`` and creates its tables: with it, ``with
+    client_for(app) as client`` runs the app and the store on one event loop, and
+    ``client.portal.call(...)`` runs store calls there."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with store:
+            await store.create_tables()
+            yield
+
+    return lifespan
+
+
+@pytest.fixture
+def client_for(anyio_backend: str) -> Iterator[Callable[..., TestClient]]:
+    """``client_for(app)``, or ``client_for(**middleware_options)`` for the test app: a
+    TestClient on the test's anyio backend that does not follow redirects. The clients
+    of a test share one event loop (``with client:`` runs the app on one of its own)."""
+    with anyio.from_thread.start_blocking_portal(anyio_backend) as portal:
+
+        def build(app: ASGIApp | None = None, /, *, base_url: str = "http://testserver",
+                  **options: Any) -> TestClient:
+            if app is None:
+                app = make_app(**options)
+            client = TestClient(app, base_url=base_url, backend=anyio_backend,
+                                follow_redirects=False)
+            client.portal = portal
+            return client
+
+        yield build
+
+
+def sign_in(client: TestClient, user: str = "alice", role: str = "USER",
+            **claims: str) -> httpx.Response:
+    response = client.get("/login", params={"user": user, "role": role, **claims})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def fetch_csrf(client: TestClient, prefix: str = "/auth") -> str:
+    """The CSRF token the session endpoints hand out (and set as a cookie)."""
+    token: str = client.get(f"{prefix}/session").json()["csrfToken"]
+    return token
+
+
+def set_cookies(response: httpx.Response, name: str | None = None) -> list[str]:
+    """The response's Set-Cookie lines (those of cookie ``name`` and its chunks)."""
+    lines = response.headers.get_list("set-cookie")
+    if name is None:
+        return lines
+    return [line for line in lines
+            if line.split("=", 1)[0] == name or line.startswith(f"{name}.")]
+
+
+def cookie_value(lines: list[str], name: str = "session") -> str:
+    """The value the one Set-Cookie line for ``name`` sets."""
+    values = [line.split(";")[0].split("=", 1)[1] for line in lines
+              if line.startswith(f"{name}=")]
+    assert len(values) == 1, lines
+    return values[0]
+
+
+# --- a fake clock and a fake user loader ------------------------------------------------------
+
+
+class Clock:
+    """A ``time.time`` that stands still until moved: ``clock.now += 300``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Stops ``time.time`` at a whole second; every module reads the time through it."""
+    clock = Clock(float(int(time.time())))
+    monkeypatch.setattr(time, "time", clock)
+    return clock
+
+
+class Users:
+    """A user loader over a dict: ``{user_id: (role, version)}`` (or a ``CheckedUser``,
+    or a row-like object). Counts its calls; ``error`` is raised, ``gate`` waited for."""
+
+    def __init__(self, **users: Any) -> None:
+        self.users: dict[str, Any] = dict(users)
+        self.calls = 0
+        self.error: BaseException | None = None
+        self.gate: anyio.Event | None = None
+
+    async def __call__(self, user_id: str) -> Any:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return self.users.get(user_id)
+
+
+@pytest.fixture
+def users() -> Users:
+    return Users(alice=("USER", 1))
+
+
+# --- stores and servers ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def table() -> str:
+    """A table of the test's own, so tests on a shared PostgreSQL never meet."""
+    return f"users_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Where the ``store`` lives: a SQLite file (a module may point it elsewhere)."""
+    return f"sqlite:///{tmp_path / 'roles.db'}"
+
+
+@pytest.fixture
+async def store(database_url: str, table: str) -> AsyncIterator[Any]:
+    """A connected RoleStore with its table created (asyncio: `databases` needs it)."""
+    from asgi_jwt_session.store import RoleStore
+
+    async with RoleStore(database_url, table=table) as store:
+        await store.create_tables()
+        yield store
 
 
 def running_postgres() -> Iterator[PostgresServer]:
@@ -63,15 +318,84 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+# --- decryptions, node and Auth.js -----------------------------------------------------------
+
+
+class CountingCipher:
+    """An AES-GCM cipher that notes the token it decrypts."""
+
+    def __init__(self, cipher: Any, token: str, calls: list[str]) -> None:
+        self.cipher, self.token, self.calls = cipher, token, calls
+
+    def decrypt(self, *args: Any) -> bytes:
+        self.calls.append(self.token)
+        plaintext: bytes = self.cipher.decrypt(*args)
+        return plaintext
+
+
 @pytest.fixture
-def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Counts jwcrypto decryptions (every JWE.deserialize call, ours included)."""
+def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens the codecs decrypted, in order (each AES-GCM decryption of ours, each
+    jwcrypto one of Auth.js's): anything refused before decryption never shows here."""
+    from jwcrypto import jwe
+
+    from asgi_jwt_session.authjs import AuthJSWire
+    from asgi_jwt_session.tokens import TokenWire
+
     calls: list[str] = []
-    original = jwe.JWE.deserialize
+    inside: list[str] = []  # the token an Auth.js wire is decrypting
+    token_decrypt, authjs_decrypt, deserialize = (
+        TokenWire.decrypt, AuthJSWire.decrypt, jwe.JWE.deserialize)
 
-    def counting(self: jwe.JWE, raw_jwe: str, key: Any = None) -> None:
-        calls.append(raw_jwe)
-        original(self, raw_jwe, key)
+    def token_wire(self: TokenWire, compact: Any) -> bytes:
+        ciphers = self.ciphers
+        self.ciphers = {kid: CountingCipher(c, compact.token, calls)  # type: ignore[misc]
+                        for kid, c in ciphers.items()}
+        try:
+            return token_decrypt(self, compact)
+        finally:
+            self.ciphers = ciphers
 
-    monkeypatch.setattr(jwe.JWE, "deserialize", counting)
-    yield calls
+    def authjs_wire(self: AuthJSWire, compact: Any) -> bytes:
+        inside.append(compact.token)
+        try:
+            return authjs_decrypt(self, compact)
+        finally:
+            inside.pop()
+
+    def jwcrypto(self: jwe.JWE, raw_jwe: str, key: Any = None) -> None:
+        if inside:
+            calls.append(raw_jwe)
+        deserialize(self, raw_jwe, key)
+
+    monkeypatch.setattr(TokenWire, "decrypt", token_wire)
+    monkeypatch.setattr(AuthJSWire, "decrypt", authjs_wire)
+    monkeypatch.setattr(jwe.JWE, "deserialize", jwcrypto)
+    return calls
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary."""
+    path = shutil.which("node")
+    if path is None:
+        unavailable("node is not on PATH")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def authjs(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real ``@auth/core`` (pinned in tests/js/package.json) in one node process."""
+    from tests.authjs_node import AuthJS, AuthJSUnavailable, install
+
+    try:
+        workdir = install(tmp_path_factory.mktemp("authjs"))
+    except AuthJSUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    helper = AuthJS(node, workdir)
+    try:
+        yield helper
+    finally:
+        helper.close()

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_jwt_session import JWTSessionMiddleware, Role, auth, login, require_role
-from asgi_jwt_session.freshness import PostgresVersionFeed
+from asgi_jwt_session.freshness import Freshness, PostgresVersionFeed
 from asgi_jwt_session.store import RoleStore, revoke_sessions, update_user_role
 
 store = RoleStore(os.environ["FRESHNESS_DSN"], table=os.environ["FRESHNESS_TABLE"])
@@ -77,6 +77,6 @@ app = Starlette(
         Route("/stats", stats),
     ],
     middleware=[Middleware(JWTSessionMiddleware, secret_key=os.environ["FRESHNESS_SECRET"],
-                           store=store, feed=feed)],
+                           freshness=Freshness(store, feed=feed))],
     lifespan=lifespan,
 )

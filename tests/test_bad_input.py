@@ -7,7 +7,6 @@ refuses them is the allow-list, not a failed decryption.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -24,16 +23,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from asgi_jwt_session import JWTSessionMiddleware, Keyring
-from asgi_jwt_session.tokens import b64url_decode
-from tests.asgi import asgi_get
+from asgi_jwt_session import JWTSessionMiddleware, Keyring, SessionConfig
+from asgi_jwt_session.codec import b64url_decode
+from asgi_jwt_session.codec import b64url_encode as b64
+from asgi_jwt_session.cookies import CookieWriter
+from asgi_jwt_session.responses import exception_handlers
+from asgi_jwt_session.tokens import TokenCodec
+from tests.asgi import Response, asgi_get
+from tests.conftest import OLD_SECRET, SECRET
+from tests.conftest import OTHER_SECRET as FOREIGN_SECRET
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "bad-input-tests-secret-0123456789abcdef"
-OLD_SECRET = "bad-input-tests-old-secret-0123456789abcdef"
-FOREIGN_SECRET = "someone-else's-secret-0123456789abcdefgh"
 EMPTY = {"session": {}, "signed_in": False}
+DEFAULTS = SessionConfig()  # the app's options
+MAX_CHUNKS = JWTSessionMiddleware(Starlette(exception_handlers=exception_handlers),
+                                  SECRET).max_chunks["session"]
+assert 1 < MAX_CHUNKS < 25
 
 
 async def home(request: Request) -> JSONResponse:
@@ -45,20 +51,14 @@ async def home(request: Request) -> JSONResponse:
 
 @pytest.fixture
 def app() -> JWTSessionMiddleware:
-    return JWTSessionMiddleware(Starlette(routes=[Route("/", home)]),
-                                Keyring([SECRET, OLD_SECRET]))
-
-
-@dataclass
-class Response:
-    status: int
-    set_cookies: list[str]
-    body: Any
+    return JWTSessionMiddleware(
+        Starlette(routes=[Route("/", home)], exception_handlers=exception_handlers),
+        Keyring([SECRET, OLD_SECRET]))
 
 
 async def call(app: JWTSessionMiddleware, cookie_headers: list[bytes]) -> Response:
     """One GET through the raw ASGI app, Cookie headers given as raw bytes."""
-    return Response(*await asgi_get(app, "/", [(b"cookie", c) for c in cookie_headers]))
+    return await asgi_get(app, "/", [(b"cookie", c) for c in cookie_headers])
 
 def expired_names(response: Response) -> set[str]:
     """The cookies the response expires; it must not set any other."""
@@ -73,10 +73,6 @@ def expired_names(response: Response) -> set[str]:
 # -- making tokens -----------------------------------------------------------------------------
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def claims(now: int, **extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "sub": "u1", "role": "ADMIN", "jti": "jti-1", "iat": now, "exp": now + 3600,
@@ -86,22 +82,25 @@ def claims(now: int, **extra: Any) -> dict[str, Any]:
     return base
 
 
+CODEC = TokenCodec(Keyring([SECRET, OLD_SECRET]))  # the app's keys
+OLD_CODEC = TokenCodec(OLD_SECRET)
+
+
 @dataclass
 class Ctx:
-    app: JWTSessionMiddleware
     now: int
 
     @property
     def key(self) -> jwk.JWK:
-        key: jwk.JWK = self.app.codec.keyring.current
+        key: jwk.JWK = CODEC.keyring.current
         return key
 
     @property
     def kid(self) -> str:
-        return self.app.codec.keyring.current_kid
+        return CODEC.keyring.current_kid
 
     def token(self, **extra: Any) -> str:
-        return self.app.codec.encode(claims(self.now, **extra))
+        return CODEC.encode(claims(self.now, **extra))
 
     def encrypt(self, header: dict[str, Any], plaintext: bytes | None = None,
                 key: jwk.JWK | None = None) -> str:
@@ -120,7 +119,8 @@ class Ctx:
         """A valid session big enough to be chunked, as (name, value) pairs."""
         blob = random.Random(7).randbytes(4000).hex()
         token = self.token(data={"blob": blob})
-        _, _, writer = self.app.cookies[0]
+        writer = CookieWriter("session", max_age=DEFAULTS.max_age, path="/", domain=None,
+                              same_site="lax")
         lines = writer.set(token, secure=False)
         pairs = [tuple(line.split(";")[0].split("=", 1)) for line in lines]
         assert len(pairs) >= 3
@@ -181,8 +181,7 @@ def swapped(take: tuple[int, ...]) -> Case:
 
 
 def old_header_on_new_token(ctx: Ctx) -> str:
-    old = JWTSessionMiddleware(Starlette(), OLD_SECRET).codec.encode(claims(ctx.now))
-    return swap(ctx.token(), old, (0,))
+    return swap(ctx.token(), OLD_CODEC.encode(claims(ctx.now)), (0,))
 
 
 def surrounded(prefix: bytes, suffix: bytes) -> Case:
@@ -242,8 +241,7 @@ ALLOW_LIST_CASES: dict[str, Case] = {
     "unknown-kid": single(lambda ctx: ctx.with_header(
         {"alg": "dir", "enc": "A256GCM", "kid": "nope"})),
     "no-kid": single(lambda ctx: ctx.with_header({"alg": "dir", "enc": "A256GCM"})),
-    "foreign-key": single(lambda ctx: JWTSessionMiddleware(Starlette(), FOREIGN_SECRET)
-                          .codec.encode(claims(ctx.now))),
+    "foreign-key": single(lambda ctx: TokenCodec(FOREIGN_SECRET).encode(claims(ctx.now))),
     "unsecured-jwt": single(lambda ctx: b64(b'{"alg":"none"}') + "."
                             + b64(orjson.dumps(claims(ctx.now))) + "."),
 }
@@ -310,22 +308,24 @@ CASES: dict[str, Case] = {
     # size
     "100KB-cookie": lambda ctx: (cookie("A" * 100_000), SESSION),
     "100KB-of-valid-tokens": lambda ctx: (cookie((ctx.token() + ".") * 300), SESSION),
+    # Past the most chunks a cookie may have, names are neither read nor expired: no
+    # request makes a response expire more than that.
     "100KB-in-chunks": lambda ctx: (
         ["; ".join(f"session.{i}={'A' * 4000}" for i in range(25)).encode()],
-        {f"session.{i}" for i in range(25)}),
+        {f"session.{i}" for i in range(MAX_CHUNKS)}),
     # time
     "expired": single(lambda ctx: ctx.token(iat=ctx.now - 7200, exp=ctx.now - 3600)),
     "expired-by-leeway-plus-1": single(lambda ctx: ctx.token(
-        exp=ctx.now - ctx.app.config.leeway - 2)),
+        exp=ctx.now - DEFAULTS.leeway - 2)),
     "past-absolute-lifetime": single(lambda ctx: ctx.token(
-        auth_time=ctx.now - ctx.app.config.max_lifetime - 60)),
+        auth_time=ctx.now - DEFAULTS.max_lifetime - 60)),
     "issued-in-the-future": single(lambda ctx: ctx.token(
         iat=ctx.now + 3600, auth_time=ctx.now + 3600, exp=ctx.now + 7200)),
     "not-before-in-the-future": single(lambda ctx: ctx.token(nbf=ctx.now + 3600)),
     # claims a key holder could write but we never do
     "null-subject": single(lambda ctx: ctx.token(sub=None)),
     "null-role": single(lambda ctx: ctx.token(role=None)),
-    "subject-without-role": single(lambda ctx: ctx.app.codec.encode(
+    "subject-without-role": single(lambda ctx: CODEC.encode(
         {k: v for k, v in claims(ctx.now).items() if k != "role"})),
     "data-not-an-object": single(lambda ctx: ctx.token(data=[1, 2])),
     "payload-not-json": single(lambda ctx: ctx.encrypt(
@@ -337,12 +337,12 @@ CASES: dict[str, Case] = {
 async def test_bad_cookie_reads_as_no_session(
     app: JWTSessionMiddleware, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ctx = Ctx(app, int(time.time()))
+    ctx = Ctx(int(time.time()))
     headers, carried = CASES[case](ctx)
     with caplog.at_level(logging.DEBUG, logger="asgi_jwt_session"):
         response = await call(app, headers)
     assert response.status == 200
-    assert response.body == EMPTY
+    assert response.json() == EMPTY
     assert expired_names(response) == carried
     refusals = [r for r in caplog.records if r.name == "asgi_jwt_session"]
     assert len(refusals) == 1 and "refused" in refusals[0].getMessage()
@@ -353,10 +353,9 @@ async def test_bad_cookie_reads_as_no_session(
 async def test_refused_before_any_decryption(
     app: JWTSessionMiddleware, case: str, decrypt_calls: list[str]
 ) -> None:
-    headers, _ = ALLOW_LIST_CASES[case](Ctx(app, int(time.time())))
-    decrypt_calls.clear()  # building the case may decrypt; the request must not
+    headers, _ = ALLOW_LIST_CASES[case](Ctx(int(time.time())))
     response = await call(app, headers)
-    assert response.body == EMPTY
+    assert response.json() == EMPTY
     assert decrypt_calls == []
 
 
@@ -366,36 +365,35 @@ SIGNED_IN = {"session": {"cart": [1, 2]}, "signed_in": True}
 
 
 async def test_valid_cookie_is_read_and_not_rewritten(app: JWTSessionMiddleware) -> None:
-    ctx = Ctx(app, int(time.time()))
+    ctx = Ctx(int(time.time()))
     token = ctx.token()
     response = await call(app, [f"other=1; session={token}; theme=\xe9t\xe9".encode("latin-1")])
-    assert (response.status, response.body, response.set_cookies) == (200, SIGNED_IN, [])
+    assert (response.status, response.json(), response.set_cookies) == (200, SIGNED_IN, [])
     # Optional whitespace around the value (RFC 6265) is not bad input.
     response = await call(app, [f"session= {token}\t; x=y".encode()])
-    assert (response.body, response.set_cookies) == (SIGNED_IN, [])
+    assert (response.json(), response.set_cookies) == (SIGNED_IN, [])
 
 
 async def test_valid_chunks_are_read_in_any_order(app: JWTSessionMiddleware) -> None:
-    ctx = Ctx(app, int(time.time()))
+    ctx = Ctx(int(time.time()))
     pairs = ctx.chunks()
     headers = [f"{name}={value}".encode() for name, value in reversed(pairs)]
     response = await call(app, headers)  # one Cookie header per chunk, as HTTP/2 sends
     assert response.status == 200
-    assert response.body["signed_in"] is True
-    assert len(response.body["session"]["blob"]) == 8000
+    assert response.json()["signed_in"] is True
+    assert len(response.json()["session"]["blob"]) == 8000
     assert response.set_cookies == []
 
 
 async def test_duplicate_names_last_valid_wins(app: JWTSessionMiddleware) -> None:
-    ctx = Ctx(app, int(time.time()))
+    ctx = Ctx(int(time.time()))
     response = await call(app, [f"session=garbage; session={ctx.token()}".encode()])
-    assert (response.body, response.set_cookies) == (SIGNED_IN, [])
+    assert (response.json(), response.set_cookies) == (SIGNED_IN, [])
 
 
 async def test_token_with_an_old_key_is_read_and_reissued(app: JWTSessionMiddleware) -> None:
-    old = JWTSessionMiddleware(Starlette(), OLD_SECRET).codec.encode(claims(int(time.time())))
-    response = await call(app, cookie(old))
-    assert response.body == SIGNED_IN
+    response = await call(app, cookie(OLD_CODEC.encode(claims(int(time.time())))))
+    assert response.json() == SIGNED_IN
     assert len(response.set_cookies) == 1 and "Max-Age=0" not in response.set_cookies[0]
 
 
@@ -404,13 +402,14 @@ async def test_bad_cookie_then_the_app_writes_a_new_session() -> None:
         request.session["fresh"] = True
         return JSONResponse(dict(request.session))
 
-    app = JWTSessionMiddleware(Starlette(routes=[Route("/", write)]), SECRET)
-    ctx = Ctx(app, int(time.time()))
+    app = JWTSessionMiddleware(
+        Starlette(routes=[Route("/", write)], exception_handlers=exception_handlers), SECRET)
+    ctx = Ctx(int(time.time()))
     pairs = ctx.chunks()
     broken = [p for p in pairs if p[0] != "session.1"]
     header = "; ".join(f"{name}={value}" for name, value in broken).encode()
     response = await call(app, [header])
-    assert response.body == {"fresh": True}
+    assert response.json() == {"fresh": True}
     written = [line for line in response.set_cookies if "Max-Age=0" not in line]
     assert len(written) == 1 and written[0].startswith("session=")
     # Every stale chunk is expired, none is left behind to corrupt the next read.

@@ -58,7 +58,11 @@ def test_inprocess_and_report(tmp_path: Path) -> None:
 
 
 def test_tight_loops() -> None:
-    results = bench_core.run(requests=20, warmup=5)
-    assert {"none", "starlette-signed", "jwt-warm", "jwt-cold"} <= set(results)
-    assert results["none"]["session_cost_us"]["median"] == 0
-    assert all(entry["request_us"]["n"] == 20 for entry in results.values())
+    results = bench_core.run(requests=20, users=12, warmup=5)
+    assert set(results["scenarios"]) == {"untouched", "accessed"}
+    for scenario in ("untouched", "accessed"):
+        costs = results[scenario]
+        assert {"none", "starlette-signed", "jwt-warm", "jwt-cold"} <= set(costs)
+        assert costs["none"]["session_cost_us"]["median"] == 0
+        assert all(entry["request_us"]["n"] == 20 for entry in costs.values())
+    assert "| jwt-warm |" in bench_core.markdown(results)

@@ -3,19 +3,17 @@ refresh endpoint and the session endpoints: adding a backend is one new module."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from asgi_jwt_session import (
-    JWTSessionMiddleware,
     UnknownRole,
     UnknownUser,
     auth,
@@ -28,8 +26,7 @@ from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.store import Listener, Store, StoredUser
-
-SECRET = "custom-store-secret-" + "x" * 32
+from tests.conftest import fetch_csrf, make_app
 
 
 class DictStore:
@@ -78,7 +75,16 @@ class DictStore:
         return await self.change(user_id, disabled=disabled)
 
 
-def make_client(store: DictStore) -> TestClient:
+@pytest.fixture
+def store() -> DictStore:
+    return DictStore()
+
+
+@pytest.fixture
+def client(client_for: Callable[..., TestClient], store: DictStore) -> Iterator[TestClient]:
+    """The app with freshness on the dict store, running; ``client.portal.call`` runs
+    store calls on its event loop."""
+
     async def sign_in(request: Request) -> JSONResponse:
         user = await store.get_user(request.query_params["user"])
         assert user is not None
@@ -93,13 +99,10 @@ def make_client(store: DictStore) -> TestClient:
     async def admin(request: Request) -> JSONResponse:
         return JSONResponse({"admin": require_role(request, "ADMIN").id})
 
-    app = Starlette(
-        routes=[Route("/sign-in", sign_in), Route("/me", me), Route("/admin", admin),
-                session_routes()],
-        middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET,
-                               freshness=Freshness(store, revalidate_after=3600))],
-    )
-    return TestClient(app)
+    app = make_app(Route("/sign-in", sign_in), Route("/me", me), Route("/admin", admin),
+                   session_routes(), freshness=Freshness(store, revalidate_after=3600))
+    with client_for(app) as client:
+        yield client
 
 
 def test_the_dict_store_is_a_store() -> None:
@@ -107,47 +110,35 @@ def test_the_dict_store_is_a_store() -> None:
     assert store.on_change == []
 
 
-@pytest.mark.anyio
-async def test_role_change_and_revocation_take_effect_on_the_next_request() -> None:
-    store = DictStore()
-    await store.create_user("ann", "USER")
-    with make_client(store) as client:
-        client.get("/sign-in", params={"user": "ann"})
-        assert client.get("/me").json() == {"id": "ann", "role": "USER"}
-        reads = store.reads
-        for _ in range(3):  # ordinary requests: no store read
-            assert client.get("/admin").status_code == 403
-        assert store.reads == reads
-        await update_user_role(store, "ann", "ADMIN")  # the feed hears it
-        assert client.get("/admin").json() == {"admin": "ann"}
-        assert store.reads == reads + 1
-        await revoke_sessions(store, "ann")
-        assert client.get("/me").json() is None
+def test_role_change_and_revocation_take_effect_on_the_next_request(
+        client: TestClient, store: DictStore) -> None:
+    run = client.portal.call
+    run(store.create_user, "ann", "USER")
+    client.get("/sign-in", params={"user": "ann"})
+    assert client.get("/me").json() == {"id": "ann", "role": "USER"}
+    reads = store.reads
+    for _ in range(3):  # ordinary requests: no store read
+        assert client.get("/admin").status_code == 403
+    assert store.reads == reads
+    run(update_user_role, store, "ann", "ADMIN")  # the feed hears it
+    assert client.get("/admin").json() == {"admin": "ann"}
+    assert store.reads == reads + 1
+    run(revoke_sessions, store, "ann")
+    assert client.get("/me").json() is None
 
 
-@pytest.mark.anyio
-async def test_refresh_endpoint_uses_the_middlewares_store() -> None:
-    store = DictStore()
-    await store.create_user("bob", "USER")
-    with make_client(store) as client:
-        client.get("/sign-in", params={"user": "bob"})
-        token = client.get("/auth/session").json()["csrfToken"]
-        # A change made behind the store's back (no listener): only a refresh sees it.
-        store.users["bob"] = replace(store.users["bob"], role="ORG_ADMIN", session_version=2)
-        assert client.get("/me").json()["role"] == "USER"
-        response = client.post("/auth/session/refresh", headers={"x-csrf-token": token})
-        assert response.json()["session"]["user"] == {"id": "bob", "role": "ORG_ADMIN"}
-        assert client.get("/me").json()["role"] == "ORG_ADMIN"
-        await store.set_disabled("bob", True)
-        assert client.post("/auth/session/refresh",
-                           headers={"x-csrf-token": token}).status_code == 401
-        assert client.get("/me").json() is None
-
-
-def test_refresh_without_any_store_is_404() -> None:
-    app = Starlette(routes=[session_routes()],
-                    middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET)])
-    with TestClient(app) as client:
-        token = client.get("/auth/session").json()["csrfToken"]
-        response = client.post("/auth/session/refresh", headers={"x-csrf-token": token})
-        assert response.status_code == 404
+def test_refresh_endpoint_uses_the_middlewares_store(client: TestClient,
+                                                     store: DictStore) -> None:
+    client.portal.call(store.create_user, "bob", "USER")
+    client.get("/sign-in", params={"user": "bob"})
+    token = fetch_csrf(client)
+    # A change made behind the store's back (no listener): only a refresh sees it.
+    store.users["bob"] = replace(store.users["bob"], role="ORG_ADMIN", session_version=2)
+    assert client.get("/me").json()["role"] == "USER"
+    response = client.post("/auth/session/refresh", headers={"x-csrf-token": token})
+    assert response.json()["session"]["user"] == {"id": "bob", "role": "ORG_ADMIN"}
+    assert client.get("/me").json()["role"] == "ORG_ADMIN"
+    client.portal.call(store.set_disabled, "bob", True)
+    assert client.post("/auth/session/refresh",
+                       headers={"x-csrf-token": token}).status_code == 401
+    assert client.get("/me").json() is None

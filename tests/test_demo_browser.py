@@ -16,7 +16,7 @@ import pytest
 
 from demo.accounts import DEMO_ACCOUNTS
 from tests.conftest import unavailable
-from tests.test_demo_app import DemoServer, freshness_wired
+from tests.test_demo_app import DemoServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -168,8 +168,6 @@ def test_promotion_shows_after_refresh(new_context: NewContext) -> None:
 def test_role_change_shows_on_the_next_page_load(new_context: NewContext) -> None:
     from playwright.sync_api import expect
 
-    if not freshness_wired():
-        pytest.skip("the middleware does not revalidate sessions yet (freshness)")
     user = new_context().new_page()
     sign_in(user, "olga")
     expect(user.locator("dd [data-session-role]")).to_have_text("ORG_ADMIN")

@@ -5,7 +5,6 @@ asyncio only: asyncpg and `databases` are asyncio-only.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from asgi_jwt_session.freshness import PostgresVersionFeed
 from asgi_jwt_session.store import RoleStore, revoke_sessions, update_user_role
-from tests.servers import PostgresServer
+from support.servers import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def table() -> str:
-    return f"users_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

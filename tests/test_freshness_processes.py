@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from asgi_jwt_session.store import RoleStore
-from tests.servers import PostgresServer, free_port, wait_for_port
+from support.servers import PostgresServer, free_port, wait_for_port
+from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,7 @@ def apps(postgres: PostgresServer) -> Iterator[tuple[App, App]]:
 
     asyncio.run(seed())
     env = {**os.environ, "FRESHNESS_DSN": postgres.dsn, "FRESHNESS_TABLE": table,
-           "FRESHNESS_SECRET": "freshness-test-secret-" + "s" * 32}
+           "FRESHNESS_SECRET": SECRET}
     started: list[App] = []
     try:
         started.append(start_app(env))

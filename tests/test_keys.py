@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -20,18 +19,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from asgi_jwt_session import JWTSessionMiddleware, Keyring, TokenCodec, UnknownKey, login
-from asgi_jwt_session.tokens import b64url_decode
-from tests.asgi import asgi_get
+from asgi_jwt_session import JWTSessionMiddleware, Keyring, login
+from asgi_jwt_session.codec import b64url_decode
+from asgi_jwt_session.codec import b64url_encode as b64
+from asgi_jwt_session.errors import UnknownKey
+from asgi_jwt_session.tokens import TokenCodec
+from tests.asgi import Response, asgi_get
+from tests.conftest import OLD_SECRET, SECRET, cookie_value
 
-SECRET = "keys-test-secret-0123456789abcdef-xyz"
-OLD_SECRET = "old-keys-test-secret-0123456789abcdef"
-OLDER_SECRET = "older-keys-test-secret-0123456789abcdef"
+OLDER_SECRET = "tests-older-secret-0123456789abcdef-0123"
 LABEL = b"asgi-jwt-session v1 A256GCM content key"  # changing it would log everyone out
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def hkdf(secret: bytes) -> bytes:
@@ -107,14 +104,13 @@ def test_secret_key_forms() -> None:
     keyring = Keyring([SECRET, OLD_SECRET])
     assert Keyring.coerce(keyring) is keyring
     assert TokenCodec(keyring).keyring is keyring
-    assert JWTSessionMiddleware(Starlette(), keyring).codec.keyring is keyring
 
 
 def test_secret_wrappers() -> None:
     from starlette.datastructures import Secret
 
     assert Keyring.coerce(Secret(SECRET)).to_jwks() == Keyring(SECRET).to_jwks()
-    pydantic = pytest.importorskip("pydantic")
+    import pydantic  # FastAPI's, installed with the test extra
     assert Keyring.coerce(pydantic.SecretStr(SECRET)).to_jwks() == Keyring(SECRET).to_jwks()
 
 
@@ -243,17 +239,9 @@ def make_app(secret_key: Any, **options: Any) -> JWTSessionMiddleware:
     return JWTSessionMiddleware(Starlette(routes=routes), secret_key, **options)
 
 
-async def call(app: ASGIApp, path: str = "/", cookie: str | None = None
-               ) -> tuple[int, list[str], Any]:
-    """One GET through the raw ASGI app: status, Set-Cookie lines, JSON body."""
+async def call(app: ASGIApp, path: str = "/", cookie: str | None = None) -> Response:
     headers = [] if cookie is None else [(b"cookie", cookie.encode("latin-1"))]
     return await asgi_get(app, path, headers)
-
-def cookie_value(lines: list[str], name: str = "session") -> str:
-    values = [line.split(";")[0].split("=", 1)[1] for line in lines
-              if line.startswith(f"{name}=")]
-    assert len(values) == 1, lines
-    return values[0]
 
 
 SIGNED_IN = {"session": {"cart": [1, 2]}, "user": ["u1", "ADMIN"]}
@@ -263,40 +251,47 @@ SIGNED_IN = {"session": {"cart": [1, 2]}, "user": ["u1", "ADMIN"]}
 async def test_same_secret_same_key_under_any_cookie_name() -> None:
     first = make_app(SECRET, session_cookie="session")
     second = make_app(SECRET, session_cookie="other_app_sid")
-    assert second.codec.keyring.to_jwks() == first.codec.keyring.to_jwks()
-    _, lines, _ = await call(first, "/login")
-    token = cookie_value(lines)
-    status, lines, body = await call(second, cookie=f"other_app_sid={token}")
-    assert (status, lines, body) == (200, [], SIGNED_IN)
+    token = cookie_value((await call(first, "/login")).set_cookies)
+    assert header_of(token)["kid"] == Keyring(SECRET).current_kid
+    response = await call(second, cookie=f"other_app_sid={token}")
+    assert (response.status, response.set_cookies, response.json()) == (200, [], SIGNED_IN)
 
 
 @pytest.mark.anyio
 async def test_cookie_with_an_old_key_is_reissued_with_the_newest() -> None:
-    _, lines, _ = await call(make_app(OLD_SECRET), "/login")
-    old_token = cookie_value(lines)
+    old_token = cookie_value((await call(make_app(OLD_SECRET), "/login")).set_cookies)
     rotated = make_app([SECRET, OLD_SECRET])
-    status, lines, body = await call(rotated, cookie=f"session={old_token}")
-    assert (status, body) == (200, SIGNED_IN)
+    response = await call(rotated, cookie=f"session={old_token}")
+    assert (response.status, response.json()) == (200, SIGNED_IN)
+    lines = response.set_cookies
     new_token = cookie_value(lines)
     assert header_of(old_token)["kid"] == Keyring(OLD_SECRET).current_kid
     assert header_of(new_token)["kid"] == Keyring(SECRET).current_kid
     assert "Max-Age=0" not in lines[0]
     # The re-issued cookie is current: read as is, nothing written.
-    assert await call(rotated, cookie=f"session={new_token}") == (200, [], SIGNED_IN)
+    response = await call(rotated, cookie=f"session={new_token}")
+    assert (response.status, response.set_cookies, response.json()) == (200, [], SIGNED_IN)
     # Once the old key is dropped, the old cookie reads as no session and is expired.
-    status, lines, body = await call(make_app(SECRET), cookie=f"session={old_token}")
-    assert (status, body) == (200, {"session": {}, "user": None})
+    response = await call(make_app(SECRET), cookie=f"session={old_token}")
+    assert (response.status, response.json()) == (200, {"session": {}, "user": None})
+    lines = response.set_cookies
     assert len(lines) == 1 and lines[0].startswith("session=;") and "Max-Age=0" in lines[0]
 
 
 @pytest.mark.anyio
+async def test_a_keyring_is_used_as_given() -> None:
+    keyring = Keyring([SECRET, OLD_SECRET])
+    token = cookie_value((await call(make_app(keyring), "/login")).set_cookies)
+    assert header_of(token)["kid"] == keyring.current_kid
+    assert TokenCodec(keyring).decode(token)["sub"] == "u1"
+
+
+@pytest.mark.anyio
 async def test_joserfc_decrypts_real_cookies_with_the_jwk_set() -> None:
-    _, lines, _ = await call(make_app(OLD_SECRET), "/login")
-    old_token = cookie_value(lines)
-    app = make_app([SECRET, OLD_SECRET])
-    _, lines, _ = await call(app, "/login")
-    new_token = cookie_value(lines)
-    key_set = KeySet.import_key_set(json.loads(json.dumps(app.codec.keyring.to_jwks())))
+    old_token = cookie_value((await call(make_app(OLD_SECRET), "/login")).set_cookies)
+    keyring = Keyring([SECRET, OLD_SECRET])
+    new_token = cookie_value((await call(make_app(keyring), "/login")).set_cookies)
+    key_set = KeySet.import_key_set(json.loads(json.dumps(keyring.to_jwks())))
     for token in (new_token, old_token):
         result = joserfc_jwe.decrypt_compact(token, key_set)
         assert result.protected["alg"] == "dir" and result.protected["enc"] == "A256GCM"
@@ -314,12 +309,13 @@ async def test_joserfc_decrypts_real_cookies_with_the_jwk_set() -> None:
 @pytest.mark.anyio
 async def test_cookies_written_by_joserfc_are_read() -> None:
     app = make_app(SECRET)
-    exported = app.codec.keyring.to_jwks()["keys"][0]
+    exported = Keyring(SECRET).to_jwks()["keys"][0]
     key = OctKey.import_key(exported)
-    _, lines, _ = await call(app, "/login")
-    claims = json.loads(joserfc_jwe.decrypt_compact(cookie_value(lines), key).plaintext)
+    token = cookie_value((await call(app, "/login")).set_cookies)
+    claims = json.loads(joserfc_jwe.decrypt_compact(token, key).plaintext)
     claims["data"]["cart"].append(3)
     protected = {"alg": "dir", "enc": "A256GCM", "kid": exported["kid"]}
     token = joserfc_jwe.encrypt_compact(protected, json.dumps(claims), key)
-    status, _, body = await call(app, cookie=f"session={token}")
-    assert (status, body) == (200, {"session": {"cart": [1, 2, 3]}, "user": ["u1", "ADMIN"]})
+    response = await call(app, cookie=f"session={token}")
+    assert (response.status, response.json()) == (
+        200, {"session": {"cart": [1, 2, 3]}, "user": ["u1", "ADMIN"]})

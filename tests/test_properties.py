@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
@@ -15,14 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from asgi_jwt_session import InvalidToken, JWTSessionMiddleware, Session, TokenCodec
-from asgi_jwt_session.session import RESERVED_CLAIMS
-from asgi_jwt_session.tokens import b64url_decode
-from tests.asgi import asgi_get
+from asgi_jwt_session import InvalidToken, JWTSessionMiddleware, Session
+from asgi_jwt_session.codec import RESERVED_CLAIMS, b64url_decode, b64url_encode
+from asgi_jwt_session.responses import exception_handlers
+from asgi_jwt_session.tokens import TokenCodec
+from tests.asgi import Response, asgi_get
+from tests.conftest import SECRET
 
-SECRET = "property-tests-secret-0123456789abcdef"
-FAST = settings(max_examples=300, deadline=None)
-SLOW = settings(max_examples=250, deadline=None,
+# `make test-fast` loads the "fast" profile (conftest): a tenth of the examples.
+SCALE = settings.default.max_examples / 100
+FAST = settings(max_examples=int(300 * SCALE), deadline=None)
+SLOW = settings(max_examples=int(250 * SCALE), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 # JSON as orjson (and I-JSON) has it: 64-bit integers, finite floats, no lone surrogates.
@@ -96,26 +98,26 @@ async def read(request: Request) -> JSONResponse:
     return JSONResponse({"signed_in": request.session.user is not None})
 
 
-APP = JWTSessionMiddleware(Starlette(routes=[Route("/write", write), Route("/read", read)]),
-                           SECRET)
+APP = JWTSessionMiddleware(
+    Starlette(routes=[Route("/write", write), Route("/read", read)],
+              exception_handlers=exception_handlers), SECRET)
 
 
-async def call(path: str, headers: list[tuple[bytes, bytes]], **extra: Any
-               ) -> tuple[int, list[str], Any]:
+async def call(path: str, headers: list[tuple[bytes, bytes]], **extra: Any) -> Response:
     return await asgi_get(APP, path, headers, **extra)
+
 
 @SLOW
 @given(data=sessions)
 def test_session_data_round_trips_through_the_middleware(data: dict[str, Any]) -> None:
     async def main() -> list[Any]:
-        status, lines, _ = await call("/write", [], **{"test.in": data})
-        assert status == 200
-        assert bool(lines) == bool(data)  # an empty session sets no cookie
-        pairs = "; ".join(line.split(";")[0] for line in lines)
+        written = await call("/write", [], **{"test.in": data})
+        assert written.status == 200
+        assert bool(written.set_cookies) == bool(data)  # an empty session sets no cookie
+        pairs = "; ".join(line.split(";")[0] for line in written.set_cookies)
         out: list[Any] = []
-        status, lines, _ = await call("/read", [(b"cookie", pairs.encode())],
-                                      **{"test.out": out})
-        assert (status, lines) == (200, [])  # read back as is, nothing rewritten
+        read = await call("/read", [(b"cookie", pairs.encode())], **{"test.out": out})
+        assert (read.status, read.set_cookies) == (200, [])  # read back as is, nothing rewritten
         return out
 
     out = anyio.run(main)
@@ -133,15 +135,15 @@ TOKEN = CODEC.encode({"sub": "u1", "role": "ADMIN", "jti": "j", "iat": NOW,
 
 def read_as_no_session(headers: list[bytes]) -> None:
     """The request reads as no session: a 200, nothing but deletions, no exception."""
-    async def main() -> tuple[int, list[str], Any, list[Any]]:
+    async def main() -> tuple[Response, list[Any]]:
         out: list[Any] = []
-        status, lines, body = await call(
+        response = await call(
             "/read", [(b"cookie", header) for header in headers], **{"test.out": out})
-        return status, lines, body, out
+        return response, out
 
-    status, lines, body, out = anyio.run(main)
-    assert (status, body, out) == (200, EMPTY_BODY, [{}])
-    for line in lines:
+    response, out = anyio.run(main)
+    assert (response.status, response.json(), out) == (200, EMPTY_BODY, [{}])
+    for line in response.set_cookies:
         assert "=;" in line and "Max-Age=0" in line, line
 
 
@@ -220,7 +222,7 @@ def test_any_flipped_bit_is_refused(data: st.DataObject) -> None:
     raw = bytearray(b64url_decode(parts[index]))
     raw[data.draw(st.integers(0, len(raw) - 1), label="byte")] ^= 1 << data.draw(
         st.integers(0, 7), label="bit")
-    parts[index] = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    parts[index] = b64url_encode(bytes(raw))
     with pytest.raises(InvalidToken):
         CODEC.decode(".".join(parts))
 
@@ -231,14 +233,14 @@ def test_any_flipped_bit_through_the_middleware(part: int, byte: int, bit: int) 
     parts = TOKEN.split(".")
     raw = bytearray(b64url_decode(parts[part]))
     raw[byte % len(raw)] ^= 1 << bit
-    parts[part] = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    parts[part] = b64url_encode(bytes(raw))
     read_as_no_session([f"session={'.'.join(parts)}".encode()])
 
 
 def test_the_valid_token_is_read() -> None:
     """The control for the properties above: the unmangled token signs the user in."""
-    async def main() -> tuple[int, list[str], Any]:
+    async def main() -> Response:
         return await call("/read", [(b"cookie", f"session={TOKEN}".encode())],
                           **{"test.out": []})
 
-    assert anyio.run(main)[2] == {"signed_in": True}
+    assert anyio.run(main).json() == {"signed_in": True}

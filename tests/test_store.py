@@ -11,8 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,8 +29,7 @@ from asgi_jwt_session.store import (
     UnknownUser,
     update_user_role,
 )
-from tests.conftest import unavailable
-from tests.servers import PostgresServer, ServerUnavailable
+from support.servers import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
@@ -44,25 +41,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the ``store`` (conftest) and these tests' own stores live."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'roles.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.dsn
-
-
-@pytest.fixture
-def table() -> str:
-    # One table per test, so tests on the shared PostgreSQL server never see each other.
-    return f"users_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def store(url: str, table: str) -> AsyncIterator[RoleStore]:
-    async with RoleStore(url, table=table) as store:
-        await store.create_tables()
-        yield store
 
 
 def near_now(when: datetime) -> bool:
@@ -144,8 +129,9 @@ async def test_unknown_role_touches_nothing(store: RoleStore) -> None:
     assert await store.get_user("alice") == created
 
 
-async def test_custom_role_hierarchy(url: str, table: str) -> None:
-    async with RoleStore(url, table=table, roles=RoleHierarchy(["viewer", "editor"])) as store:
+async def test_custom_role_hierarchy(database_url: str, table: str) -> None:
+    roles = RoleHierarchy(["viewer", "editor"])
+    async with RoleStore(database_url, table=table, roles=roles) as store:
         await store.create_tables()
         await store.create_user("alice", "viewer")
         assert (await store.update_user_role("alice", "editor")).role == "editor"
@@ -233,8 +219,8 @@ async def test_create_tables_is_idempotent(store: RoleStore) -> None:
     assert await store.get_user("alice") == created
 
 
-async def test_not_connected(url: str, table: str) -> None:
-    store = RoleStore(url, table=table)
+async def test_not_connected(database_url: str, table: str) -> None:
+    store = RoleStore(database_url, table=table)
     with pytest.raises(RuntimeError, match="not connected"):
         await store.get_user("alice")
 
@@ -295,8 +281,8 @@ COLUMNS: dict[str, str | None] = {
 }
 
 
-async def test_existing_table(url: str, table: str) -> None:
-    database = databases.Database(url)
+async def test_existing_table(database_url: str, table: str) -> None:
+    database = databases.Database(database_url)
     await database.connect()
     try:
         await database.execute(EXISTING[database.url.dialect].format(table=table))
@@ -304,7 +290,7 @@ async def test_existing_table(url: str, table: str) -> None:
             f'INSERT INTO {table} ("userId", full_name, mail, user_role, ver, "updatedAt") '
             "VALUES ('u1', 'Ann', 'ann@example.com', 'USER', 7, '2024-05-01 12:30:00.250000')"
         )
-        async with RoleStore(url, table=table, columns=COLUMNS) as store:
+        async with RoleStore(database_url, table=table, columns=COLUMNS) as store:
             await store.create_tables()  # exists: nothing happens
             user = await store.get_user("u1")
             assert user == StoredUser(
@@ -373,9 +359,9 @@ WITH_REVOKED = {
 }
 
 
-async def test_existing_table_with_a_revoked_at_column(url: str, table: str) -> None:
+async def test_existing_table_with_a_revoked_at_column(database_url: str, table: str) -> None:
     columns = {**COLUMNS, "email": None, "revoked_at": "signedOutAt"}
-    database = databases.Database(url)
+    database = databases.Database(database_url)
     await database.connect()
     try:
         await database.execute(WITH_REVOKED[database.url.dialect].format(table=table))
@@ -383,7 +369,7 @@ async def test_existing_table_with_a_revoked_at_column(url: str, table: str) -> 
             f'INSERT INTO {table} ("userId", user_role, ver, "updatedAt", "signedOutAt") '
             "VALUES ('u1', 'USER', 7, '2024-05-01 12:30:00', '2024-05-01 12:00:00.500000')"
         )
-        async with RoleStore(url, table=table, columns=columns) as store:
+        async with RoleStore(database_url, table=table, columns=columns) as store:
             user = await store.get_user("u1")
             assert user is not None
             assert user.revoked_at == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
@@ -405,8 +391,8 @@ async def test_existing_table_with_a_revoked_at_column(url: str, table: str) -> 
         await database.disconnect()
 
 
-async def test_default_schema_has_revoked_at(url: str, table: str) -> None:
-    async with RoleStore(url, table=table) as store:
+async def test_default_schema_has_revoked_at(database_url: str, table: str) -> None:
+    async with RoleStore(database_url, table=table) as store:
         assert "revoked_at" in store.table.c
         column = store.table.c.revoked_at
         assert column.name == "revoked_at" and column.nullable
@@ -459,7 +445,7 @@ async def test_sqlite_in_memory() -> None:
 
 
 async def test_sqlite_unreachable(tmp_path: Path) -> None:
-    store = RoleStore(f"sqlite:///{tmp_path / 'missing' / 'roles.db'}")
+    store = RoleStore(f"sqlite:///{tmp_path / 'missing' / 'roles.db'}", connect_retry=None)
     with pytest.raises(StoreUnavailable):
         await store.connect()
     with pytest.raises(RuntimeError, match="not connected"):
@@ -534,30 +520,21 @@ def test_asyncpg_arguments() -> None:
 # PostgreSQL: a server of its own, stopped and started again.
 
 
-async def test_postgres_unreachable_and_recovery() -> None:
-    try:
-        server = PostgresServer()
-    except ServerUnavailable as exc:
-        unavailable(f"PostgreSQL: {exc}")
-        raise
-    try:
-        server.start()
-        async with RoleStore(server.dsn) as store:
-            await store.create_tables()
-            created = await store.create_user("alice", "USER")
+async def test_postgres_unreachable_and_recovery(own_postgres: PostgresServer) -> None:
+    async with RoleStore(own_postgres.dsn) as store:
+        await store.create_tables()
+        created = await store.create_user("alice", "USER")
 
-            server.stop()
-            with pytest.raises(StoreUnavailable):
-                await store.get_user("alice")
-            with pytest.raises(StoreUnavailable):
-                await store.update_user_role("alice", "ADMIN")
-
-            server.start()
-            assert await store.get_user("alice") == created
-            assert (await store.update_user_role("alice", "ADMIN")).session_version == 2
-
-        server.stop()
+        own_postgres.stop()
         with pytest.raises(StoreUnavailable):
-            await RoleStore(server.dsn).connect()
-    finally:
-        server.close()
+            await store.get_user("alice")
+        with pytest.raises(StoreUnavailable):
+            await store.update_user_role("alice", "ADMIN")
+
+        own_postgres.start()
+        assert await store.get_user("alice") == created
+        assert (await store.update_user_role("alice", "ADMIN")).session_version == 2
+
+    own_postgres.stop()
+    with pytest.raises(StoreUnavailable):
+        await RoleStore(own_postgres.dsn, connect_retry=None).connect()

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from asgi_jwt_session.errors import ExpiredToken, InvalidToken
+from asgi_jwt_session.errors import ExpiredToken, InvalidToken, UnknownKey
 from asgi_jwt_session.keys import SecretKey
 
 __all__ = [
@@ -131,7 +131,7 @@ def parse_header(segment: str, encs: frozenset[str]) -> dict[str, Any]:
                         "format=AuthJSFormat() from asgi_jwt_session.authjs")
         raise InvalidToken(message)
     if "kid" in header and type(header["kid"]) is not str:
-        raise InvalidToken("token kid is not a string")
+        raise UnknownKey("token kid is not a string")
     return header
 
 
