@@ -30,7 +30,7 @@ test: lint typecheck pytest
 # `make test` runs all of it in full, and under CI=true a missing server or tool fails.
 FAST := not postgres and not redis and not browser and not node and not packaging
 test-fast: install
-	HYPOTHESIS_PROFILE=fast $(VENV)/bin/pytest -q -m "$(FAST)"
+	HYPOTHESIS_PROFILE=fast $(VENV)/bin/pytest -q -n 2 -m "$(FAST)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache .ruff_cache
