@@ -39,6 +39,7 @@ class BenchConfig:
     pool_size: int = 32
     cache_size: int = 4096  # the JWT strategies' decoded-token cache
     sqlite_path: str = ""
+    data_dir: str = ""  # where a store keeps files the server processes read (a temp dir)
     urls: dict[str, str] = field(default_factory=dict)  # per service: where it listens
 
     def to_json(self) -> str:
@@ -51,11 +52,18 @@ class BenchConfig:
 
 @dataclass
 class Setup:
-    """A strategy's session middleware and the connections it opens and closes."""
+    """A strategy's session middleware and the connections it opens and closes.
+
+    ``app``: a whole app the setup built itself, for a peer whose sessions live in its
+    framework's routes (fastapi-users' dependencies) rather than in a middleware. It
+    answers the same ``GET /`` and ``GET /login/{uid}`` and runs ``connect`` and
+    ``disconnect`` in its own lifespan.
+    """
 
     middleware: list[Middleware] = field(default_factory=list)
     connect: Callable[[], Awaitable[None]] = nothing
     disconnect: Callable[[], Awaitable[None]] = nothing
+    app: ASGIApp | None = None
 
 
 def user_id(index: int) -> str:
@@ -94,7 +102,10 @@ def routes(read_user: ReadUser, login: Login | None) -> list[Route]:
 def make_app(name: str, setup: Setup, read_user: ReadUser, login: Login | None = None,
              bare: bool = False) -> BenchApp:
     """A Starlette app with the strategy's middleware; ``bare``: the middleware around a
-    plain ASGI endpoint instead (no routing, no login route), for tight loops."""
+    plain ASGI endpoint instead (no routing, no login route), for tight loops. A setup
+    that built its own app (``Setup.app``) is used as it is."""
+    if setup.app is not None:
+        return BenchApp(name, setup.app, setup.connect, setup.disconnect)
     if bare:
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             await answer(read_user, Request(scope, receive))(scope, receive, send)
@@ -124,7 +135,7 @@ async def mint_cookies(bench_app: BenchApp, users: Sequence[tuple[str, str]]) ->
     for uid, role in users:
         status, headers, _ = await call(bench_app.app, make_scope(f"/login/{uid}?role={role}"))
         cookie = "; ".join(set_cookies(headers))
-        if status != 200 or not cookie:
+        if not 200 <= status < 300 or not cookie:
             raise RuntimeError(f"{bench_app.name}: login of {uid} gave {status}, no cookie")
         cookies.append(cookie)
     return cookies

@@ -198,21 +198,23 @@ def session_costs(samples: dict[str, list[int]], baseline: str
     return results
 
 
-def ratio_key(reference: str) -> str:
-    """``ratio_to_jwt_warm`` for ``jwt-warm``."""
-    return "ratio_to_" + reference.replace("-", "_")
+def ratio_key(reference: str, stat: str = "median") -> str:
+    """``ratio_to_jwt_warm`` for ``jwt-warm``'s median, ``ratio_to_jwt_mix_mean`` for
+    ``jwt-mix``'s mean."""
+    return "ratio_to_" + reference.replace("-", "_") + ("" if stat == "median" else f"_{stat}")
 
 
-def add_ratios(results: dict[str, dict[str, Any]], references: Sequence[str],
+def add_ratios(results: dict[str, dict[str, Any]], references: Sequence[tuple[str, str]],
                reference_costs: dict[str, dict[str, Any]] | None = None,
                skip: Sequence[str] = ()) -> None:
-    """Add ``ratio_to_<reference>`` (median cost over the reference's median cost) to
-    each entry; the references' costs come from ``reference_costs`` when given."""
+    """Add ``ratio_to_<reference>`` to each entry: its cost over the reference's, both
+    the reference's statistic (median to median, mean to mean); the references' costs
+    come from ``reference_costs`` when given."""
     source = results if reference_costs is None else reference_costs
-    for reference in references:
-        ref = source.get(reference, {}).get("session_cost_us", {}).get("median")
+    for reference, stat in references:
+        ref = source.get(reference, {}).get("session_cost_us", {}).get(stat)
         for name, entry in results.items():
             usable = ref is not None and ref > 0.05 and name not in skip
-            entry[ratio_key(reference)] = (
-                entry["session_cost_us"]["median"] / ref if usable and ref else None
+            entry[ratio_key(reference, stat)] = (
+                entry["session_cost_us"][stat] / ref if usable and ref else None
             )

@@ -36,3 +36,18 @@ def write_json(data: Any, path: Path) -> None:
     """``data`` as indented JSON, creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def update_docs_section(marker: str, section: str, docs: Path = DOCS) -> bool:
+    """Replace the text between ``<!-- MARKER:start -->`` and ``<!-- MARKER:end -->`` in
+    ``docs``; False (and nothing written) when the markers are missing."""
+    if not docs.exists():
+        return False
+    start_mark, end_mark = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = docs.read_text()
+    start, end = text.find(start_mark), text.find(end_mark)
+    if start < 0 or end < start:
+        return False
+    docs.write_text(text[: start + len(start_mark)] + "\n\n" + section.rstrip() + "\n\n"
+                    + text[end:])
+    return True

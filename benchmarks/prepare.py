@@ -7,9 +7,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from benchmarks import dbsession, inprocess
+from benchmarks import inprocess
 from benchmarks.app import FIXED_USER, BenchConfig, mint_cookies, role_for, user_id
-from benchmarks.strategies import Store, Strategy
+from benchmarks.strategies import Store, Strategy, read_fixed
 
 
 @dataclass
@@ -28,8 +28,8 @@ def distinct_stores(strategies: Iterable[Strategy]) -> list[Store]:
 async def prepare(strategies: Sequence[Strategy], config: BenchConfig, users: int,
                   fresh_count: int = 0) -> Prepared:
     """Fill the strategies' stores with ``users`` users and one session each, mint every
-    strategy's cookies through its own login path, and ``fresh_count`` more for each
-    ``first_sight`` strategy."""
+    strategy's cookies through its own login path (or use the stored session ids), and
+    ``fresh_count`` more for each ``first_sight`` strategy."""
     pool = [(user_id(i), role_for(i)) for i in range(1, users + 1)]
     sids = [secrets.token_urlsafe(32) for _ in pool]
     rows = [(uid, role, sid) for (uid, role), sid in zip(pool, sids, strict=True)]
@@ -39,14 +39,18 @@ async def prepare(strategies: Sequence[Strategy], config: BenchConfig, users: in
     cookies: dict[str, list[str]] = {}
     fresh: dict[str, list[str]] = {}
     for strategy in strategies:
-        if strategy.store is not None:
-            cookies[strategy.name] = [f"{dbsession.COOKIE}={sid}" for sid in sids]
-        elif strategy.login is not None:
+        if strategy.signs_in:
             minter = strategy.build(config)
-            cookies[strategy.name] = await mint_cookies(minter, pool)
-            if strategy.first_sight:
-                picks = [pool[i % len(pool)] for i in range(fresh_count)]
-                fresh[strategy.name] = await mint_cookies(minter, picks)
+            await minter.connect()
+            try:
+                cookies[strategy.name] = await mint_cookies(minter, pool)
+                if strategy.first_sight:
+                    picks = [pool[i % len(pool)] for i in range(fresh_count)]
+                    fresh[strategy.name] = await mint_cookies(minter, picks)
+            finally:
+                await minter.disconnect()
+        elif strategy.store is not None:
+            cookies[strategy.name] = [f"{strategy.cookie}={sid}" for sid in sids]
     # A strategy with neither (the baseline) carries the longest cookie and ignores it.
     longest = max(cookies.values(), key=lambda c: len(c[0]), default=["theme=dark"] * users)
     for strategy in strategies:
@@ -55,20 +59,30 @@ async def prepare(strategies: Sequence[Strategy], config: BenchConfig, users: in
     return Prepared(pool, cookies, fresh, expected)
 
 
-def expected_for(strategy: Strategy, prepared: Prepared) -> list[bytes]:
-    """The body each user's request must get: the baseline always answers one user."""
-    if strategy.baseline:
+def expected_for(strategy: Strategy, prepared: Prepared, untouched: bool = False
+                 ) -> list[bytes]:
+    """The body each user's request must get: a route that does not read the session
+    (the baseline's, or any with ``untouched``) always answers one user."""
+    if untouched or strategy.read_user is read_fixed:
         return [" ".join(FIXED_USER).encode()] * len(prepared.users)
     return prepared.expected
 
 
+def build(strategy: Strategy, config: BenchConfig, bare: bool = False,
+          untouched: bool = False) -> inprocess.BenchApp:
+    """The strategy's app; ``untouched``: its route does not read the session."""
+    return strategy.build(config, bare, read_fixed if untouched else None)
+
+
 def stream_for(strategy: Strategy, config: BenchConfig, prepared: Prepared, warmup: int,
-               iterations: int, fresh_every: int, bare: bool = False) -> inprocess.Stream:
+               iterations: int, fresh_every: int, bare: bool = False,
+               untouched: bool = False) -> inprocess.Stream:
     """The requests ``strategy`` gets in process: ``warmup`` checked requests (every user
     once more for ``warm_all``), then its users in turn, and for ``first_sight`` a
-    never-seen cookie as every ``fresh_every``-th request."""
+    never-seen cookie as every ``fresh_every``-th request. ``untouched``: the route
+    answers without reading the session (the middleware still reads the cookie)."""
     cookies = prepared.cookies[strategy.name]
-    expected = expected_for(strategy, prepared)
+    expected = expected_for(strategy, prepared, untouched)
     scopes = inprocess.scopes_for(cookies)
     count = max(warmup, len(cookies)) if strategy.warm_all else warmup
     order = scopes
@@ -79,6 +93,6 @@ def stream_for(strategy: Strategy, config: BenchConfig, prepared: Prepared, warm
             else cookies[i % len(cookies)]
             for i in range(iterations)
         ])
-    return inprocess.Stream(strategy.build(config, bare),
+    return inprocess.Stream(build(strategy, config, bare, untouched),
                             [scopes[i % len(scopes)] for i in range(count)],
                             [expected[i % len(expected)] for i in range(count)], order)

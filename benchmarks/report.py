@@ -9,12 +9,20 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks import output
 from benchmarks.inprocess import ratio_key
-from benchmarks.strategies import BASELINE, REFERENCES, STRATEGIES, TARGETS, Target, color_of
+from benchmarks.strategies import (
+    BASELINE,
+    KEEPS,
+    REFERENCES,
+    STRATEGIES,
+    TARGETS,
+    Target,
+    color_of,
+)
 
 NA = "n/a"
-DOCS_START = "<!-- bench-results:start -->"
-DOCS_END = "<!-- bench-results:end -->"
+DOCS_MARKER = "bench-results"  # <!-- bench-results:start --> ... :end -->
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -52,6 +60,9 @@ def _div(a: float | None, b: float | None) -> float | None:
 def target_value(results: dict[str, Any], target: Target) -> float | None:
     if target.kind == "cost":
         return _cost(results, target.a)
+    if target.kind == "server cost":
+        entry = results.get("server", {}).get("strategies", {}).get(target.a)
+        return None if entry is None else float(entry["session_cost_us"]["median"])
     if target.kind == "cost ratio":
         return _div(_cost(results, target.a), _cost(results, target.b))
     return _rps_ratio(results, target.a, target.b)
@@ -103,28 +114,113 @@ def _label(results: dict[str, Any], name: str) -> str:
 
 
 def _ratio_cells(entry: dict[str, Any] | None) -> str:
-    return "".join(f" | {_x(entry.get(ratio_key(r))) if entry else NA}" for r in REFERENCES)
+    return "".join(f" | {_x(entry.get(ratio_key(r, stat))) if entry else NA}"
+                   for r, stat in REFERENCES)
+
+
+def _ref_heads() -> str:
+    return "".join(f" | x {r}" + ("" if stat == "median" else f" {stat}")
+                   for r, stat in REFERENCES)
+
+
+VERSIONED = ("asgi-jwt-session", "starlette", "uvicorn", "h11", "jwcrypto", "cryptography",
+             "databases", "asyncpg", "redis", "starsessions", "fastapi", "fastapi-users",
+             "fastapi-users-db-sqlalchemy", "sqlalchemy", "pyjwt")
 
 
 def machine_line(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = results["versions"]
     servers = [value for key, value in v.items() if key.endswith("-server")]
+    libraries = ", ".join(f"{'redis-py' if d == 'redis' else d} {v[d]}" for d in VERSIONED
+                          if d in v)
     return (
         f"{m['cpu_model']}, {m['nproc']} cores (nproc), {m['memory_gb']:.0f} GB RAM, "
-        f"{m['os']}; Python {m['python']}; asgi-jwt-session {v.get('asgi-jwt-session', '?')}, "
-        f"starlette {v.get('starlette', '?')}, uvicorn {v.get('uvicorn', '?')}, "
-        f"jwcrypto {v.get('jwcrypto', '?')}, databases {v.get('databases', '?')}, "
-        f"asyncpg {v.get('asyncpg', '?')}, redis-py {v.get('redis', '?')}; "
+        f"{m['os']}; Python {m['python']}; {libraries}; "
         + ", ".join([*servers, v.get("wrk", "wrk ?")])
     )
 
 
+def _strategy(name: str) -> Any:
+    return next((s for s in STRATEGIES if s.name == name), None)
+
+
+def _group(results: dict[str, Any], keeps: str) -> list[str]:
+    """The measured strategies whose session lives where ``keeps`` says."""
+    measured = results.get("strategies", {})
+    return [s.name for s in STRATEGIES if s.keeps == keeps and s.name in measured]
+
+
+def _range(values: list[float]) -> str:
+    if not values:
+        return NA
+    low, high = min(values), max(values)
+    return _x(low) if _x(low) == _x(high) else f"{_x(low)}-{_x(high)}"
+
+
+def verdict(results: dict[str, Any]) -> list[str]:
+    """The claim, checked against this run: plain sentences, figures from the tables."""
+    strategies = results.get("strategies", {})
+    warm = _cost(results, "jwt-warm")
+    if warm is None or warm <= 0:
+        return []
+
+    def ratios(names: list[str], reference: str, stat: str = "median") -> list[float]:
+        ref = strategies.get(reference, {}).get("session_cost_us", {}).get(stat)
+        if not ref or ref <= 0:
+            return []
+        return [strategies[n]["session_cost_us"][stat] / ref for n in names]
+
+    server = _group(results, "server") + _group(results, "cookie + user row")
+    cookie = [n for n in _group(results, "cookie") if not n.startswith("jwt-")]
+    memory = _group(results, "memory")
+    lines = []
+    if server:
+        warm_r = ratios(server, "jwt-warm")
+        holds = "holds" if min(warm_r) >= 10 else "does not hold for all of them"
+        lines.append(
+            f"- **Against sessions kept on a server** ({', '.join(server)}): per request the "
+            f"warm JWT cookie is {_range(warm_r)} cheaper (median), the cold path "
+            f"{_range(ratios(server, 'jwt-cold'))}, the many-users mix "
+            f"{_range(ratios(server, 'jwt-mix', 'mean'))} (mean to mean). "
+            f"\"10-100x cheaper\" {holds} here, on loopback; the table of the servers "
+            "farther away shows more.")
+    if cookie:
+        warm_r = ratios(cookie, "jwt-warm")
+        cold_r = ratios(cookie, "jwt-cold")
+        lines.append(
+            f"- **Against the other cookie session** ({', '.join(cookie)}: the data signed "
+            f"in the cookie, no server): it costs {_range(warm_r)} the warm path and "
+            f"{_range(cold_r)} the cold path. \"10-100x\" does not hold against a cookie "
+            "session; what is compared there is the cookie's own decoding.")
+    if memory:
+        lines.append(
+            f"- **Against a session in the worker's memory** ({', '.join(memory)}: server-side "
+            f"but no network): {_range(ratios(memory, 'jwt-warm'))} the warm path, "
+            f"{_range(ratios(memory, 'jwt-cold'))} the cold path.")
+    http = results.get("http", {})
+    if "jwt-warm" in http and BASELINE.name in http:
+        parts = [f"{_x(_rps_ratio(results, 'jwt-warm', BASELINE.name))} the req/s of "
+                 f"{BASELINE.name}"]
+        for other in ("starlette-signed", "db-postgres", "starsessions-redis",
+                      "fastapi-users-db"):
+            if other in http:
+                parts.append(f"{_x(_rps_ratio(results, 'jwt-warm', other))} {other}'s")
+        lines.append("- **End to end** (uvicorn, 1 worker): jwt-warm serves "
+                     + ", ".join(parts) + ".")
+    return lines
+
+
 def markdown(results: dict[str, Any], chart: str | None = None) -> str:
-    """The results section: run, machine, the tables, the targets, what was skipped."""
+    """The results section: verdict, run, machine, the tables, the targets, skips."""
     s = results["settings"]
     base = BASELINE.name
-    lines = [
+    lines = []
+    said = verdict(results)
+    if said:
+        lines += ["**Verdict** (this run; ratios are costs over the named strategy's)", "",
+                  *said, ""]
+    lines += [
         f"Run: `{results['command']}` ({results['mode']}), {results['started_at']}, "
         f"{results['duration_s']:.0f} s.",
         "",
@@ -146,23 +242,26 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
 
     strategies = results.get("strategies", {})
     http = results.get("http", {})
-    ref_heads = "".join(f" | x {r}" for r in REFERENCES)
+    ref_heads = _ref_heads()
     lines += [
-        f"**Session cost and throughput** ({s['users']} users; in process: "
-        f"{s['iterations']} timed requests per strategy; end to end: uvicorn, 1 worker, "
-        f"wrk {s['load']['connections']} connections, {s['load']['duration']:g} s after "
-        f"{s['load']['warmup']:g} s warm-up)",
+        f"**Session cost and throughput** ({s['users']} users, session read by the route; "
+        f"in process: {s['iterations']} timed requests per strategy; end to end: uvicorn, "
+        f"1 worker, wrk {s['load']['connections']} connections, {s['load']['duration']:g} s "
+        f"after {s['load']['warmup']:g} s warm-up, median of {s.get('rounds', '?')} rounds)",
         "",
-        f"| strategy | cost median µs | cost p99 µs{ref_heads} | req/s | p50 ms | p99 ms |",
-        "|---|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
+        "| strategy | session in | cost median µs | mean µs | p99 µs"
+        f"{ref_heads} | req/s | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
     ]
     for name in _ordered(set(strategies) | set(http)):
         entry = strategies.get(name)
         h = http.get(name)
         cost = entry["session_cost_us"] if entry else {}
+        strategy = _strategy(name)
+        keeps = strategy.keeps if strategy is not None and strategy.keeps else "-"
         lines.append(
-            f"| {_label(results, name)} | {_f(cost.get('median'))} | {_f(cost.get('p99'))}"
-            f"{_ratio_cells(entry)} "
+            f"| {_label(results, name)} | {keeps} | {_f(cost.get('median'))} "
+            f"| {_f(cost.get('mean'))} | {_f(cost.get('p99'))}{_ratio_cells(entry)} "
             f"| {_f(h['rps'], 0) if h else NA} | {_f(h['p50_ms'], 2) if h else NA} "
             f"| {_f(h['p99_ms'], 2) if h else NA} |"
         )
@@ -171,11 +270,14 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
         lines += ["", f"Noise: {base}'s req/s over the {len(spread)} rounds ranged "
                   f"{min(spread):,.0f}-{max(spread):,.0f} "
                   f"({(max(spread) - min(spread)) / max(spread):.0%} spread)."]
+    refs = ", ".join(f"{r}'s {stat}" for r, stat in REFERENCES)
     lines += [
         "",
         f"Cost = the strategy's time per request minus the `{base}` baseline's, measured in "
-        "the same interleaved rounds (p99 likewise: p99 minus p99). "
-        "x NAME = this cost / NAME's cost.",
+        "the same interleaved rounds (mean and p99 likewise). x NAME = this cost over "
+        f"NAME's, same statistic ({refs}). Session in: " + "; ".join(
+            f"**{k}**: {v}" for k, v in KEEPS.items()) + ". The fastapi-users rows include "
+        "FastAPI's own share, shown by `fastapi-none`.",
         "",
     ]
 
@@ -184,9 +286,11 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
         lines += [f"**Many users** ({name}: 1 request in {s.get('fresh_every', '?')} carries "
                   "a token the process has never seen, the rest hit the cache):", ""]
         if c:
-            refs = ", ".join(f"{r} {_f(_cost(results, r))}" for r in REFERENCES)
+            refs_line = ", ".join(f"{r} {_f(_cost(results, r))}" for r, _ in REFERENCES
+                                  if r != name)
             lines.append(f"- in process: cost median {_f(c['median'])} µs, "
-                         f"mean {_f(c['mean'])} µs, p99 {_f(c['p99'])} µs ({refs} µs)")
+                         f"**mean {_f(c['mean'])} µs**, p99 {_f(c['p99'])} µs "
+                         f"(medians: {refs_line} µs)")
         h = http.get(name)
         if h:
             lines.append(f"- end to end: {_f(h['rps'], 0)} req/s, p50 {_f(h['p50_ms'], 2)} ms, "
@@ -195,15 +299,17 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
                          + ")")
         lines.append("")
 
+    lines += server_section(results)
+
     rtt = results.get("rtt", {})
     if rtt:
         lines += [
             "**The servers farther away** (added round trip through the delay proxy; "
             "an embedded store has no network hop and is not in this table)",
             "",
-            f"| strategy | added RTT (measured) | cost median µs | cost p99 µs{ref_heads} "
+            f"| strategy | added RTT (measured) | cost median µs | mean µs | p99 µs{ref_heads} "
             "| req/s | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
+            "|---|---:|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---:|---:|---:|",
         ]
         for key, block in rtt.items():
             for name in _ordered(block.get("strategies", {}).keys()
@@ -213,37 +319,73 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
                 cost = entry["session_cost_us"] if entry else {}
                 lines.append(
                     f"| {name} | {key} ms ({_f(block['measured_added_ms'], 2)}) "
-                    f"| {_f(cost.get('median'))} | {_f(cost.get('p99'))}{_ratio_cells(entry)} "
+                    f"| {_f(cost.get('median'))} | {_f(cost.get('mean'))} "
+                    f"| {_f(cost.get('p99'))}{_ratio_cells(entry)} "
                     f"| {_f(h['rps'], 0) if h else NA} "
                     f"| {_f(h['p50_ms'], 2) if h else NA} | {_f(h['p99_ms'], 2) if h else NA} |"
                 )
         lines.append("")
 
-    scaling = results.get("scaling")
-    if scaling and scaling.get("runs"):
-        workers = sorted({int(w) for runs in scaling["runs"].values() for w in runs})
-        lines += ["**Scaling** (req/s by uvicorn workers)", "",
-                  "| strategy | " + " | ".join(f"{w} w" for w in workers) + " |",
-                  "|---|" + "---:|" * len(workers)]
-        for name, runs in scaling["runs"].items():
-            cells = [_f(runs[str(w)]["rps"], 0) if str(w) in runs else NA for w in workers]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    elif scaling and scaling.get("skipped"):
-        lines += [f"Scaling: not run ({scaling['skipped']}).", ""]
-
     lines += ["**Targets** (ratios from this run; req/s ratios are the median of per-round "
               "ratios)", "", "| target | wanted | measured | |",
               "|---|---:|---:|---|"]
     for t in results.get("targets", []):
-        verdict = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
-        lines.append(f"| {t['what']} | {t['target']} | {_f(t['value'], 2)} | {verdict} |")
+        verdict_cell = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['what']} | {t['target']} | {_f(t['value'], 2)} | {verdict_cell} |")
     lines.append("")
 
     if results.get("skipped"):
         lines += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items())
                   + ".", ""]
     return "\n".join(lines)
+
+
+def server_section(results: dict[str, Any]) -> list[str]:
+    """Inside uvicorn: the table, the skeleton, the budgets the end-to-end targets leave."""
+    server = results.get("server")
+    if not server:
+        return []
+    base = BASELINE.name
+    rows = server["strategies"]
+    mixed = server.get("interleaved", {})
+    lines = [
+        f"**Inside uvicorn** (uvicorn's h11 protocol over an in-memory transport, no "
+        f"sockets; {server['iterations']} requests per strategy; the route reads the "
+        f"session): in batches of {server.get('batch', '?')} requests per strategy, as a "
+        "server running one app serves them, and interleaved request by request",
+        "",
+        "| strategy | request µs | cost median µs | mean µs | p99 µs "
+        "| interleaved: request µs | cost median µs | mean µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in [n for n in _ordered(rows) if n != "skeleton"]:
+        request, cost = rows[name]["request_us"], rows[name]["session_cost_us"]
+        other = mixed.get(name)
+        tail = (f"| {_f(other['request_us']['median'])} "
+                f"| {_f(other['session_cost_us']['median'])} "
+                f"| {_f(other['session_cost_us']['mean'])} |" if other else "| n/a | n/a | n/a |")
+        lines.append(f"| {_label(results, name)} | {_f(request['median'])} "
+                     f"| {_f(cost['median'])} | {_f(cost['mean'])} | {_f(cost['p99'])} {tail}")
+    skeleton = server["skeleton_us"]
+    budgets = server["budget_us"]
+    base_us = rows[base]["request_us"]["median"]
+    lines += [
+        "",
+        f"The skeleton: uvicorn + h11 alone (a bare ASGI callable, same response) take "
+        f"{_f(skeleton['median'])} µs per request here, Starlette's routing and the route "
+        f"{_f(server['starlette_route_us'])} µs more ({base}: {_f(base_us)} µs). A session "
+        f"that keeps 0.92x of {base}'s req/s may add at most {_f(budgets.get('0.92'))} µs "
+        f"(0.95x: {_f(budgets.get('0.95'))} µs), before the kernel's share of a real request, "
+        "which raises the budget end to end.",
+        "",
+    ]
+    http = results.get("http", {})
+    if base in http and http[base]["rps"] > 0:
+        per_request = 1e6 / http[base]["rps"]
+        lines += [f"End to end, {base} at {_f(http[base]['rps'], 0)} req/s is "
+                  f"{_f(per_request)} µs of one worker per request: 0.92x of it leaves "
+                  f"{_f(per_request * (1 / 0.92 - 1))} µs for the session.", ""]
+    return lines
 
 
 def write_markdown(results: dict[str, Any], path: Path, chart: str | None) -> str:
@@ -253,16 +395,8 @@ def write_markdown(results: dict[str, Any], path: Path, chart: str | None) -> st
 
 
 def update_docs(docs: Path, section: str) -> bool:
-    """Replace the text between the result markers of ``docs``; False if no markers."""
-    if not docs.exists():
-        return False
-    text = docs.read_text()
-    start, end = text.find(DOCS_START), text.find(DOCS_END)
-    if start < 0 or end < start:
-        return False
-    docs.write_text(text[: start + len(DOCS_START)] + "\n\n" + section.rstrip() + "\n\n"
-                    + text[end:])
-    return True
+    """Replace the suite's results section of ``docs``; False if it has no markers."""
+    return output.update_docs_section(DOCS_MARKER, section, docs)
 
 
 # Chart
@@ -344,14 +478,14 @@ def _rtt_panel(ax: Axes, strategies: dict[str, Any], rtt: dict[str, Any]) -> Non
                label=name, color=color_of(name))
     ax.set_xticks([k + width * (len(remote) - 1) / 2 for k in range(len(keys))],
                   [f"+{k} ms" for k in keys])
-    for name, style in zip(REFERENCES, (":", "--", "-."), strict=False):
+    for (name, stat), style in zip(REFERENCES, (":", "--", "-."), strict=False):
         if name in strategies:
-            ax.axhline(max(strategies[name]["session_cost_us"]["median"], 0.1),
-                       linestyle=style, color=color_of(name), label=name)
+            ax.axhline(max(strategies[name]["session_cost_us"][stat], 0.1),
+                       linestyle=style, color=color_of(name), label=f"{name} ({stat})")
     ax.set_yscale("log")
     ax.set_ylabel("session cost, µs per request (log)")
     ax.set_title("Added round-trip time to the server")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 Starts the servers its strategies need (temp dirs, loopback), fills their stores with
 the same users, mints every strategy's cookies through its own login path, then
-measures, all in one run: the session cost in process, end to end through uvicorn + wrk,
-the servers farther away (delay proxy), and optionally scaling over workers. Writes
+measures, all in one run: the session cost in process, inside uvicorn (its h11 protocol
+over an in-memory transport), end to end through uvicorn + wrk and with the servers
+farther away (delay proxy). Scaling over workers is ``benchmarks/bench_scaling.py``. Writes
 ``latest.json``, ``latest.md`` and ``latest.png`` to ``benchmarks/results/tmp/`` (ignored
 by git); ``--publish`` writes the tracked ``benchmarks/results/`` and the results
 section of ``docs/benchmarks.md`` instead.
@@ -30,7 +31,7 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from benchmarks import http_load, inprocess, output, report
+from benchmarks import bench_server, http_load, inprocess, output, report
 from benchmarks.app import BenchConfig, mint_cookies, temp_sqlite_path
 from benchmarks.delay_proxy import DelayProxy, calibrate
 from benchmarks.prepare import Prepared, expected_for, prepare, stream_for
@@ -53,18 +54,21 @@ class Settings:
     batch: int = 1  # in process: requests per strategy before switching to the next
     rounds: int = 3  # end to end: interleaved wrk runs per strategy
     rtt_rounds: int = 2
+    server_iterations: int = 3000  # inside uvicorn: timed requests per strategy
 
     @classmethod
     def quick(cls) -> Settings:
         return cls("quick", users=1000, iterations=2000, warmup=300, rtt_iterations=300,
                    rtt_ms=(0.5, 2.0), load=http_load.Load(duration=2, warmup=1),
-                   rtt_load=http_load.Load(duration=2, warmup=1), rounds=4, rtt_rounds=2)
+                   rtt_load=http_load.Load(duration=2, warmup=1), rounds=4, rtt_rounds=2,
+                   server_iterations=3000)
 
     @classmethod
     def full(cls) -> Settings:
         return cls("full", users=10000, iterations=20000, warmup=2000, rtt_iterations=2000,
                    rtt_ms=(0.5, 2.0), load=http_load.Load(duration=5, warmup=3),
-                   rtt_load=http_load.Load(duration=5, warmup=2), rounds=5, rtt_rounds=3)
+                   rtt_load=http_load.Load(duration=5, warmup=2), rounds=5, rtt_rounds=3,
+                   server_iterations=10000)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -89,10 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rtt-ms", help="added round trips, e.g. 0.5,2 (empty: none)")
     parser.add_argument("--fresh-every", type=int, help="1 first-sight token in N")
     parser.add_argument("--no-http", action="store_true", help="skip uvicorn + wrk")
-    parser.add_argument("--scaling", type=int, metavar="N", default=0,
-                        help="also run 1..N uvicorn workers (only where nproc > 2)")
-    parser.add_argument("--force-scaling", action="store_true",
-                        help="run --scaling even on 2 cores or fewer")
+    parser.add_argument("--no-server", action="store_true",
+                        help="skip the inside-uvicorn (in-memory transport) measurement")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for the CPUs to be idle (<10%% busy)")
@@ -106,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.iterations:
         s.iterations = args.iterations
         s.rtt_iterations = max(50, args.iterations // 7)
+        s.server_iterations = max(50, args.iterations)
     if args.duration:
         s.load.duration = args.duration
         s.rtt_load.duration = args.duration
@@ -197,7 +200,8 @@ def versions(servers: dict[str, Server]) -> dict[str, str]:
     out: dict[str, str] = {}
     for dist in ("asgi-jwt-session", "starlette", "uvicorn", "h11", "jwcrypto",
                  "cryptography", "itsdangerous", "databases", "SQLAlchemy", "aiosqlite",
-                 "asyncpg", "redis", "orjson"):
+                 "asyncpg", "redis", "orjson", "starsessions", "fastapi", "fastapi-users",
+                 "fastapi-users-db-sqlalchemy", "PyJWT"):
         with suppress(importlib.metadata.PackageNotFoundError):
             out[dist.lower()] = importlib.metadata.version(dist)
     import sqlite3
@@ -335,7 +339,7 @@ def rtt_phase(strategies: Sequence[Strategy], config: BenchConfig, prepared: Pre
               note: Callable[[str], None], skipped: dict[str, str]) -> dict[str, Any]:
     """The strategies that use a service, again with ``s.rtt_ms`` added to each round
     trip to it (in process, and end to end when ``do_http``)."""
-    services = list(dict.fromkeys(st.service for st in strategies if st.service is not None))
+    services = list(dict.fromkeys(sv for st in strategies for sv in st.all_services))
     out: dict[str, Any] = {}
     for rtt in s.rtt_ms:
         step(f"rtt {rtt:g} ms in process")
@@ -367,31 +371,6 @@ def rtt_phase(strategies: Sequence[Strategy], config: BenchConfig, prepared: Pre
     return out
 
 
-def scaling(strategies: Sequence[Strategy], config: BenchConfig, prepared: Prepared,
-            s: Settings, workdir: Path, max_workers: int, note: Callable[[str], None]
-            ) -> dict[str, Any]:
-    """req/s over 1..N workers for the ``scaling`` strategies; the total database pool
-    stays ``pool_size``."""
-    counts = sorted({1, *[2**i for i in range(1, 8) if 2**i < max_workers], max_workers})
-    chosen = [st for st in strategies if st.scaling]
-    runs: dict[str, dict[str, Any]] = {st.name: {} for st in chosen}
-    for workers in counts:
-        load = dataclasses.replace(s.load, threads=min(workers, 4),
-                                   connections=max(s.load.connections, 16 * workers))
-        per_worker = dataclasses.replace(config, pool_size=max(2, -(-s.pool_size // workers)))
-        for strategy in chosen:
-            cookies = prepared.cookies[strategy.name]
-            cookie_file = http_load.write_cookie_file(workdir / f"{strategy.name}.cookies",
-                                                      cookies)
-            try:
-                runs[strategy.name][str(workers)] = http_load.bench_http(
-                    strategy.name, per_worker, cookie_file, cookies[0],
-                    expected_for(strategy, prepared)[0], load, workers=workers)
-            except Exception as exc:
-                note(f"scaling {strategy.name} x{workers}: {exc}")
-    return {"workers": counts, "runs": runs}
-
-
 # The run
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,15 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if do_http and not http_load.wrk_available():
         print("wrk not found: end-to-end measurements skipped", file=sys.stderr)
         do_http = False
-    scaling_n = args.scaling
-    scaling_skip = None
-    nproc = machine()["nproc"] or 1
-    if scaling_n and nproc <= 2 and not args.force_scaling:
-        scaling_skip = f"needs more than 2 cores, this machine has {nproc}"
-        scaling_n = 0
 
-    rtts = s.rtt_ms if any(st.service for st in wanted) else ()
+    rtts = s.rtt_ms if any(st.all_services for st in wanted) else ()
     steps = ["servers", "stores and cookies", "in process"]
+    if not args.no_server:
+        steps.append("inside uvicorn")
     if do_http:
         steps += ["http: start + warm up"] + [f"http: round {i}" for i in range(s.rounds)]
     for rtt in rtts:
@@ -425,13 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if do_http:
             steps += [f"http +{rtt:g}ms: start + warm up"]
             steps += [f"http +{rtt:g}ms: round {i}" for i in range(s.rtt_rounds)]
-    if scaling_n:
-        steps += ["scaling"]
     steps.append("report")
 
     started = time.monotonic()
     results: dict[str, Any] = {
-        "schema": 2,
+        "schema": 3,
         "mode": s.mode,
         "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None
                                                            else list(argv)),
@@ -442,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch": s.batch, "rtt_iterations": s.rtt_iterations, "rtt_ms": list(s.rtt_ms),
             "pool_size": s.pool_size, "fresh_every": s.fresh_every,
             "rounds": s.rounds, "rtt_rounds": s.rtt_rounds,
+            "server_iterations": s.server_iterations,
             "load": dataclasses.asdict(s.load), "rtt_load": dataclasses.asdict(s.rtt_load),
             "uvicorn": "benchmarks/serve.py: 1 worker, asyncio loop, h11, no access log",
         },
@@ -488,21 +462,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reason:
                 skip(strategy, reason)
         servers: dict[str, Server] = {}
-        for service in dict.fromkeys(st.service for st in wanted if st.service is not None):
+        for service in dict.fromkeys(sv for st in wanted for sv in st.all_services):
             try:
                 server = service.server()
                 stack.callback(server.close)
                 server.start()
                 servers[service.name] = server
             except ServerUnavailable as exc:
-                for strategy in [st for st in wanted if st.service is service]:
+                for strategy in [st for st in wanted if service in st.all_services]:
                     skip(strategy, f"{service.name} could not be started: {exc}")
         results["versions"] = versions(servers)
 
         config = BenchConfig(
             secret=secrets.token_urlsafe(32), pool_size=s.pool_size,
             cache_size=max(4096, s.users * 2), sqlite_path=temp_sqlite_path(),
-            urls={name: server.url for name, server in servers.items()},
+            data_dir=str(workdir), urls={name: server.url for name, server in servers.items()},
         )
         stack.callback(lambda: Path(config.sqlite_path).unlink(missing_ok=True))
         results["settings"]["cache_size"] = config.cache_size
@@ -514,22 +488,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         step("in process")
         results["strategies"] = inprocess_phase(wanted, config, prepared, s)
 
+        if not args.no_server:
+            step("inside uvicorn")
+            results["server"] = bench_server.measure(wanted, config, prepared,
+                                                     s.server_iterations, s.warmup,
+                                                     s.fresh_every)
+
         if do_http:
             results["http"] = http_phase(wanted, config, prepared, s.load, s.rounds,
                                          s.fresh_every, workdir, step, note, skipped)
 
-        remote = [st for st in wanted if st.service is not None]
+        remote = [st for st in wanted if st.all_services]
         if rtts and remote:
             results["rtt"] = rtt_phase(remote, config, prepared, s, servers,
                                        results["strategies"], do_http, workdir, step, note,
                                        skipped)
-
-        if scaling_n:
-            step("scaling")
-            results["scaling"] = scaling(wanted, config, prepared, s, workdir, scaling_n, note)
-        elif scaling_skip:
-            results["scaling"] = {"skipped": scaling_skip}
-            note(f"scaling skipped: {scaling_skip}")
 
         step("report")
         results["duration_s"] = time.monotonic() - started

@@ -139,11 +139,12 @@ def check_types(claims: Any) -> dict[str, Any]:
     """Check the registered claims' types; return the claims or raise InvalidToken."""
     if type(claims) is not dict:
         raise InvalidToken("token payload is not a JSON object")
-    for name, expected in CLAIM_TYPES.items():
-        value = claims.get(name, MISSING)
+    types = CLAIM_TYPES
+    for name, value in claims.items():  # one pass: the claims a token has, not all names
+        expected = types.get(name)
         # null is a wrong type too: {"sub": null} must not sign in a user with no id.
         # (A bool is an int to isinstance: only "rem" may be one.)
-        if value is not MISSING and ((type(value) is bool) is not (expected is bool)
+        if expected is not None and ((type(value) is bool) is not (expected is bool)
                                      or not isinstance(value, expected)):
             raise InvalidToken(f"claim {name!r} has the wrong type")
     for name in TIME_CLAIMS:
@@ -204,12 +205,17 @@ class Decoded:
     def __init__(self, claims: dict[str, Any]) -> None:
         data = claims.get("data")
         self.data = compact_json(data) if data else None
-        extra = {name: value for name, value in claims.items() if name not in CLAIM_TYPES}
-        self.extra = compact_json(extra) if extra else None
         # A new dict: one that had every claim keeps its larger table after pops.
-        claims = {name: value for name, value in claims.items()
-                  if name in CLAIM_TYPES and name != "data"}
-        self.claims = claims
+        registered: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        types = CLAIM_TYPES
+        for name, value in claims.items():
+            if name not in types:
+                extra[name] = value
+            elif name != "data":
+                registered[name] = value
+        self.extra = compact_json(extra) if extra else None
+        self.claims = claims = registered
         self.exp: int = claims["exp"]
         self.iat: int | None = claims.get("iat")
         self.nbf: int | None = claims.get("nbf")
@@ -385,7 +391,8 @@ class Codec:
         header_segment, key, iv, ciphertext, tag = match.groups()
         if key:
             raise InvalidToken("token has an encrypted key, but alg 'dir' has none")
-        if not all(is_canonical_b64url(part) for part in (header_segment, iv, ciphertext, tag)):
+        if not (is_canonical_b64url(header_segment) and is_canonical_b64url(iv)
+                and is_canonical_b64url(ciphertext) and is_canonical_b64url(tag)):
             raise InvalidToken("token is not canonical base64url")
         wire = self.wire
         header = wire.headers.get(header_segment) or parse_header(header_segment, wire.encs)

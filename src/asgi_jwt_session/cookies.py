@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ __all__ = [
     "check_attribute",
     "read_cookie_chunks",
     "read_session_cookie",
+    "scan_cookie",
 ]
 
 MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
@@ -53,6 +55,40 @@ def chunk_index(cookie_name: str, prefix: str) -> int | None:
     return int(index) if len(index) <= 6 else TOO_MANY
 
 
+@functools.cache
+def plain_pair(needle: bytes) -> re.Pattern[bytes]:
+    """``needle=value`` at the start of a Cookie header pair."""
+    return re.compile(rb"(?:^|;)[ \t]*" + re.escape(needle) + rb"=([^;]*)")
+
+
+def single_cookie(raw: bytes, needle: bytes) -> str | None:
+    """The value of cookie ``needle`` in one Cookie header, when it is there once, as a
+    plain ``name=value`` pair and with no chunk names beside it (the common case, read
+    without splitting the header); ``None`` when the full parse must decide."""
+    if raw.count(needle) != 1:
+        return None  # absent, or there again (a chunk, a duplicate, inside a value)
+    match = plain_pair(needle).search(raw)
+    if match is None:
+        return None  # inside another cookie's name or value, or "name =value"
+    return match.group(1).decode("latin-1").strip(OWS)
+
+
+def scan_cookie(headers: Iterable[tuple[bytes, bytes]], needle: bytes) -> str | bool:
+    """The session cookie's value by the fast scan (:func:`single_cookie`), ``False``
+    when no Cookie header holds ``needle`` at all, ``True`` when only the full parse
+    (:func:`read_cookie_chunks`) can tell."""
+    found = None
+    for key, raw in headers:
+        if key == b"cookie" and needle in raw:
+            if found is not None:
+                return True  # the cookie in several headers
+            found = raw
+    if found is None:
+        return False
+    value = single_cookie(found, needle)
+    return True if value is None else value
+
+
 class CookieRead(NamedTuple):
     """What a request carried of one session cookie.
 
@@ -77,13 +113,18 @@ def read_cookie_chunks(
     spellings such as ``name.01``) are ignored and counted in ``overflow``, so whatever
     a request carries, ``carried`` has at most ``max_chunks + 1`` names.
     """
+    needle = name.encode("latin-1")
+    carrying = [raw for key, raw in headers if key == b"cookie" and needle in raw]
+    if not carrying:
+        return CookieRead(None, [])
+    if len(carrying) == 1:
+        token = single_cookie(carrying[0], needle)
+        if token is not None:
+            return CookieRead(token or None, [name])
     found: dict[str, str] = {}
     overflow = 0
     prefix = name + "."
-    needle = name.encode("latin-1")
-    for key, raw in headers:
-        if key != b"cookie" or needle not in raw:
-            continue
+    for raw in carrying:
         for pair in raw.decode("latin-1").split(";"):
             cookie_name, sep, value = pair.partition("=")
             if not sep:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Literal
@@ -12,20 +13,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_jwt_session.codec import Codec, Decoded, SessionFormat
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
-from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks
+from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
 from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
-from asgi_jwt_session.users import SessionAuthUser, SessionCredentials
+from asgi_jwt_session.users import SessionAuth
 
 __all__ = ["JWTSessionMiddleware"]
 
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
+NO_COOKIE = CookieRead(None, [])
+START = frozenset({"http.response.start", "websocket.accept"})
+NO_LINES: list[str] = []
+FRONT_SIZE = 1024  # Cookie headers remembered, at most FRONT_MAX_BYTES each
+FRONT_MAX_BYTES = 8192
 DEFAULT_CONFIG = SessionConfig()
 
 
@@ -121,16 +127,23 @@ class JWTSessionMiddleware:
         # The most chunks each cookie is read in: what a request carries past that is
         # never joined nor expired, so no request can make a response expire more.
         self.max_chunks: dict[str, int] = {}
+        self.needles: dict[str, bytes] = {}
+        # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
+        self.front: dict[bytes, tuple[str, Codec, CookieRead]] = {}
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
                           max_token_size=read_size, max_cached_size=config.max_cookie_size)
             writer = self.writer(name, self.format.chunk_size)
             self.cookies.append((name, codec, writer))
             self.max_chunks[name] = writer.chunks_for(read_size)
+            self.needles[name] = name.encode("latin-1")
+        self.no_cookie = (name, codec, NO_COOKIE)
+        self.front_size = min(FRONT_SIZE, config.cache_size)
         self.context = SessionContext(config, self.format.writable, freshness)
         # When a token is re-issued, for a remembered sign-in and for remember=False.
         self.renew_after = config.renew_after
         self.browser_renew_after = config.renew_after_for(False)
+        self.browser_lifetime = config.lifetime(False)
         handlers = getattr(app, "exception_handlers", None)  # a Starlette app's
         if isinstance(handlers, dict) and AuthError not in handlers:
             logger.warning(
@@ -162,8 +175,8 @@ class JWTSessionMiddleware:
                 decoded = codec.decode_cached(token, now)
                 session = Session.from_decoded(decoded)
                 remember = session.remember
-                if session.auth_time is not None and (
-                        now > session.auth_time + config.lifetime(remember)):
+                if session.auth_time is not None and now > session.auth_time + (
+                        config.max_lifetime if remember else self.browser_lifetime):
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
                 renew_after = self.renew_after if remember else self.browser_renew_after
@@ -188,10 +201,10 @@ class JWTSessionMiddleware:
             session = Session()
         elif self.freshness is not None and self.freshness.is_stale(session, now):
             await self.freshness.revalidate(session, now)  # the only I/O, and rare
+        jti = session.jti  # a token with another jti is a new session (a sign-in)
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
-        scope["user"] = SessionAuthUser(session)
-        scope["auth"] = SessionCredentials(session, config.roles)
+        scope["user"] = scope["auth"] = SessionAuth(session, config.roles)
         started = False
         # Work the response may need whatever the app does: renew, or expire a bad cookie.
         pending = renew or (initial_session_was_empty and bool(carried))
@@ -199,15 +212,20 @@ class JWTSessionMiddleware:
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             started = True
-            if (pending or session.accessed) and message["type"] in (
-                    "http.response.start", "websocket.accept"):
-                lines = self.set_cookie_lines(scope, session, name, carried, renew,
-                                              initial_session_was_empty, decoded)
+            if (pending or session.accessed) and message["type"] in START:
+                # Unchanged and nothing pending: no cookie to write or expire.
+                lines = (self.set_cookie_lines(scope, session, name, carried, renew,
+                                               initial_session_was_empty, decoded)
+                         if pending or session.modified else NO_LINES)
+                if lines and session.user is not None and self.freshness is not None and (
+                        renew or session.jti != jti):  # a sign-in or a renewal: tell it
+                    await self.freshness.issued(scope, session, session.jti != jti)
                 if lines or session.accessed:
                     # "headers" is optional in websocket.accept, and may be any iterable.
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
-                    headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
+                    headers.extend((b"set-cookie", line.encode("latin-1"))
+                                   for line in lines)
             await send(message)
 
         try:
@@ -223,12 +241,44 @@ class JWTSessionMiddleware:
         return name, codec, token, carried
 
     def read_chunks(self, scope: Scope) -> tuple[str, Codec, CookieRead]:
-        """The first session cookie the request carries: its name, codec and what was read."""
+        """The first session cookie the request carries: its name, codec and what was read.
+
+        A request with one Cookie header is looked up by that header's bytes first (the
+        front cache: a browser sends the same header request after request)."""
+        headers = scope["headers"]
+        cookie = b""
+        count = 0
+        for key, value in headers:
+            if key == b"cookie":
+                cookie = value
+                count += 1
+        if count == 0:
+            return self.no_cookie
+        front = self.front
+        if count == 1:
+            hit = front.get(cookie)
+            if hit is not None:
+                return hit
+        found = self.scan(headers)
+        if count == 1 and self.front_size and len(cookie) <= FRONT_MAX_BYTES:
+            front[cookie] = found
+            if len(front) > self.front_size:
+                # Another thread may have taken the oldest meanwhile: then it is gone.
+                with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+                    del front[next(iter(front))]
+        return found
+
+    def scan(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, Codec, CookieRead]:
         for name, codec, _ in self.cookies:
-            read = read_cookie_chunks(scope["headers"], name, self.max_chunks[name])
+            found = scan_cookie(headers, self.needles[name])
+            if found is False:
+                continue
+            if found is not True:  # the common case: one plain cookie, read in one scan
+                return name, codec, CookieRead(found or None, [name])
+            read = read_cookie_chunks(headers, name, self.max_chunks[name])
             if read.carried or read.overflow:
                 return name, codec, read
-        return name, codec, CookieRead(None, [])
+        return self.no_cookie
 
     def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
                          renew: bool, initial_session_was_empty: bool,

@@ -11,7 +11,7 @@ from starlette.authentication import AuthCredentials, BaseUser
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session, SessionUser
 
-__all__ = ["SessionAuthUser", "SessionCredentials"]
+__all__ = ["SessionAuth", "SessionAuthUser", "SessionCredentials"]
 
 
 class SessionAuthUser(BaseUser):
@@ -57,3 +57,14 @@ class SessionCredentials(AuthCredentials):
         self.session.mark_accessed()
         user = self.session.user
         return self.roles.scopes(user.role if user is not None else None)
+
+
+class SessionAuth(SessionAuthUser, SessionCredentials):
+    """Both ``request.user`` and ``request.auth``: one object a request, built only
+    from what the middleware already has."""
+
+    __slots__ = ()
+
+    def __init__(self, session: Session, roles: RoleHierarchy) -> None:
+        self.session = session
+        self.roles = roles

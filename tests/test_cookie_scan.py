@@ -1,0 +1,47 @@
+"""The fast Cookie-header scan answers exactly as the full parse, on any header."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, single_cookie
+
+NAME = "session"
+pieces = st.sampled_from([
+    "session", "session.0", "session.1", "session.01", "xsession", "session2", "sess",
+    "other", "a", " ", "\t", ";", "=", "; ", "session=", "tok", "en", ".", "\x1c", "\xa0",
+])
+headers = st.lists(pieces, max_size=14).map("".join)
+
+
+def full_parse(raw: bytes) -> CookieRead:
+    # Two headers with the cookie force the full parse; the second one is empty of it.
+    return read_cookie_chunks([(b"cookie", raw), (b"cookie", NAME.encode())], NAME, 4)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(headers)
+def test_fast_scan_agrees_with_the_full_parse(header: str) -> None:
+    raw = header.encode("latin-1")
+    assert read_cookie_chunks([(b"cookie", raw)], NAME, 4) == full_parse(raw)
+
+
+def test_the_fast_scan_is_taken() -> None:
+    assert single_cookie(b"a=1; session=tok; b=2", NAME.encode()) == "tok"
+    assert single_cookie(b"session.0=a; session.1=b", NAME.encode()) is None
+
+
+def test_common_headers() -> None:
+    def read(raw: bytes) -> CookieRead:
+        return read_cookie_chunks([(b"cookie", raw)], NAME, 4)
+
+    assert read(b"a=1; session=tok; b=2") == CookieRead("tok", [NAME])
+    assert read(b"session=tok") == CookieRead("tok", [NAME])
+    assert read(b"xsession=no; session=tok") == CookieRead("tok", [NAME])
+    assert read(b"xsession=no") == CookieRead(None, [])
+    assert read(b"a=session=no") == CookieRead(None, [])
+    assert read(b"session=a; session=b") == CookieRead("b", [NAME])  # the last wins
+    assert read(b"session.0=ab; session.1=cd") == CookieRead("abcd", ["session.0",
+                                                                     "session.1"])
+    assert read(b"session=") == CookieRead(None, [NAME])
