@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE
 from asgi_jwt_session.cookies import check_attribute
 from asgi_jwt_session.roles import RoleHierarchy
 
@@ -46,7 +47,7 @@ class SessionConfig:
     idle_timeout: int | None = None
     browser_session_lifetime: int = DAY
     leeway: int = 10
-    cache_size: int = 4096
+    cache_size: int = DEFAULT_CACHE_SIZE
     max_cookie_size: int = 12 * 1024
     login_url: str = "/login"
     roles: RoleHierarchy = field(default_factory=RoleHierarchy)

@@ -10,7 +10,7 @@ from typing import Literal
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_jwt_session.codec import Codec, Decoded, SessionFormat
+from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, SessionFormat
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
@@ -89,7 +89,7 @@ class JWTSessionMiddleware:
         idle_timeout: int | None = None,
         browser_session_lifetime: int = DAY,
         leeway: int = 10,
-        cache_size: int = 4096,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         max_cookie_size: int = 12 * 1024,
         login_url: str = "/login",
         roles: RoleHierarchy = DEFAULT_ROLES,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from asgi_jwt_session.codec import (
+    DEFAULT_CACHE_SIZE,
     DEFAULT_MAX_TOKEN_SIZE,
     Codec,
     Compact,
@@ -113,7 +114,7 @@ class TokenCodec(Codec):
         secret_key: SecretKey,
         *,
         leeway: int = 10,
-        cache_size: int = 4096,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
     ) -> None:
         super().__init__(TokenWire(Keyring.coerce(secret_key)), leeway=leeway,
