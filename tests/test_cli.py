@@ -71,7 +71,7 @@ def test_console_script_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "asgi_jwt_session.cli", "--help"],
                             capture_output=True, text=True, check=True)
     for command in ("keygen", "decode", "db", "users", "create-user", "set-role", "revoke",
-                    "disable", "enable"):
+                    "disable", "enable", "sessions"):
         assert command in result.stdout
     assert "bench" not in result.stdout  # it needed a source checkout
 
@@ -264,3 +264,43 @@ async def test_changes_are_announced_to_the_apps_feeds(postgres: PostgresServer,
         assert (await store.get_user("ann")).session_version == 3  # type: ignore[union-attr]
         await anyio.sleep(0.2)
         assert feed.newest("ann") == 2  # not announced
+
+
+def test_sessions_command(capsys: Capture, database: str, table: str) -> None:
+    sessions_table = f"{table}_sessions"
+    db = ["--database", database, "--table", table]
+    run(capsys, "db", "init", *db)
+    run(capsys, "create-user", "ann", "USER", *db)
+    status, _, err = run(capsys, "sessions", "ann", *db, "--sessions-table", sessions_table)
+    assert status == REFUSED and f"db init --sessions-table {sessions_table}" in err
+
+    status, out, _ = run(capsys, "db", "init", *db, "--sessions-table", sessions_table)
+    assert (status, out) == (OK, f"table {table} ready\ntable {sessions_table} ready\n")
+    registry = [*db, "--sessions-table", sessions_table]
+    assert run(capsys, "sessions", "ann", *registry)[:2] == (OK, "ann: no active sessions\n")
+
+    async def record() -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from asgi_jwt_session.store import StoredSession
+
+        async with RoleStore(database, table=table, sessions_table=sessions_table) as store:
+            now = datetime.now(UTC)
+            for session_id, agent in (("s-old", None), ("s-new", "Firefox/130")):
+                await store.record_session(StoredSession(
+                    session_id, "ann", now, now, now + timedelta(days=1), now + timedelta(days=2),
+                    agent, "203.0.113.0/24"), first=True)
+            await store.revoke_session("s-old")
+
+    asyncio.run(record())
+    status, out, _ = run(capsys, "sessions", "ann", *registry)
+    lines = out.splitlines()
+    assert status == OK and lines[0].split() == ["SESSION", "SIGNED", "IN", "RENEWED", "EXPIRES",
+                                                 "CLIENT", "USER", "AGENT"]
+    assert len(lines) == 2 and lines[1].startswith("s-new ")  # the revoked one is not active
+    assert lines[1].split()[-2:] == ["203.0.113.0/24", "Firefox/130"]
+    status, out, _ = run(capsys, "sessions", "ann", "--json", *registry)
+    [found] = orjson.loads(out)
+    assert found == {**found, "id": "s-new", "user_agent": "Firefox/130",
+                     "client": "203.0.113.0/24"}
+    assert run(capsys, "sessions", "zed", *registry)[::2] == (REFUSED, "error: no user 'zed'\n")

@@ -10,6 +10,7 @@ asgi-jwt-session set-role ID ROLE
 asgi-jwt-session revoke ID
 asgi-jwt-session disable ID
 asgi-jwt-session enable ID
+asgi-jwt-session sessions ID [--json]
 ```
 
 The store commands work on the database of ``--database URL`` (or ``$DATABASE_URL``)
@@ -110,8 +111,9 @@ def open_store(args: argparse.Namespace) -> RoleStore:
         roles = RoleHierarchy(args.roles.split(",")) if args.roles else None
         # connect_retry=None: an unreachable database is an error here, not an outage
         # to ride out in the background as an app does.
+        sessions_table = args.sessions_table or getattr(args, "registry_default", None)
         store = RoleStore(url, roles=roles, table=args.table, connect_retry=None,
-                          connect_timeout=args.timeout)
+                          connect_timeout=args.timeout, sessions_table=sessions_table)
     except ValueError as exc:
         raise CommandError(str(exc), USAGE) from None
     path = None if store.is_postgres else store.database.url.database
@@ -129,7 +131,12 @@ def database_error(exc: Exception, store: RoleStore) -> CommandError:
     message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     sqlite = isinstance(exc, sqlite3.OperationalError)
     name = type(exc).__name__  # asyncpg's, without importing asyncpg
-    if (sqlite and "no such table" in message) or name == "UndefinedTableError":
+    missing = (sqlite and "no such table" in message) or name == "UndefinedTableError"
+    if missing and store.sessions is not None and store.sessions.name in message:
+        return CommandError(f"no session registry table {store.sessions.name!r} in the "
+                            "database: run `asgi-jwt-session db init --sessions-table "
+                            f"{store.sessions.name}` first")
+    if missing:
         return CommandError(f"no table {store.table_name!r} in the database: run "
                             "`asgi-jwt-session db init` first")
     if (sqlite and "no such column" in message) or name == "UndefinedColumnError":
@@ -209,6 +216,8 @@ def as_json(user: StoredUser) -> dict[str, Any]:
 def db_init(args: argparse.Namespace) -> int:
     async def work(store: RoleStore) -> str:
         await store.create_tables()
+        if store.sessions is not None:
+            return f"table {store.table_name} ready\ntable {store.sessions.name} ready"
         return f"table {store.table_name} ready"
 
     return run_store(args, work)
@@ -224,10 +233,36 @@ def users(args: argparse.Namespace) -> int:
         rows += [(user.id, user.role, str(user.session_version),
                   "yes" if user.disabled else "no", when(user.revoked_at), user.email or "-")
                  for user in found]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows)
+        return columns(rows)
+
+    return run_store(args, work)
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows)
+
+
+def sessions(args: argparse.Namespace) -> int:
+    async def work(store: RoleStore) -> str:
+        if await store.get_user(args.id) is None:
+            raise UnknownUser(args.id)
+        found = await store.list_sessions(args.id)
+        if args.json:
+            return orjson.dumps([
+                {"id": s.id, "created_at": s.created_at.isoformat(),
+                 "renewed_at": s.renewed_at.isoformat(), "expires_at": s.expires_at.isoformat(),
+                 "user_agent": s.user_agent, "client": s.client} for s in found
+            ], option=orjson.OPT_INDENT_2).decode()
+        if not found:
+            return f"{args.id}: no active sessions"
+        rows = [("SESSION", "SIGNED IN", "RENEWED", "EXPIRES", "CLIENT", "USER AGENT")]
+        rows += [(s.id, when(s.created_at), when(s.renewed_at), when(s.expires_at),
+                  s.client or "-", s.user_agent or "-") for s in found]
+        return columns(rows)
 
     return run_store(args, work)
 
@@ -281,6 +316,9 @@ def store_options() -> argparse.ArgumentParser:
                             "default for the table)")
     group.add_argument("--no-notify", dest="notify", action="store_false",
                        help="PostgreSQL: do not announce the change to the apps' feeds")
+    group.add_argument("--sessions-table", metavar="NAME",
+                       help="the session registry's table (db init creates it; default: "
+                            "none, and user_sessions for `sessions`)")
     return options
 
 
@@ -338,6 +376,12 @@ def make_parser() -> argparse.ArgumentParser:
         parser_disabled = commands.add_parser(name, parents=[store], help=text)
         parser_disabled.add_argument("id")
         parser_disabled.set_defaults(run=set_disabled(disabled), notifies=True)
+
+    parser_sessions = commands.add_parser(
+        "sessions", parents=[store], help="list a user's active sessions (the session registry)")
+    parser_sessions.add_argument("id")
+    parser_sessions.add_argument("--json", action="store_true", help="as JSON")
+    parser_sessions.set_defaults(run=sessions, registry_default="user_sessions")
 
     return parser
 

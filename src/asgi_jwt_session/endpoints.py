@@ -15,7 +15,20 @@
 - ``POST /auth/signout``: clears the session and expires every chunk of its cookie.
 - ``GET /auth/session.js``: the browser client (``window.asgiJwtSession``).
 
-Both POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`). When the middleware
+With a session registry (``Freshness(store, registry=SessionRegistry(store))``, see
+:mod:`asgi_jwt_session.registry`; 404 without one, 401 when signed out, 503 when the
+store cannot be reached):
+
+- ``GET /auth/sessions``: ``{"sessions": [{"id", "created", "renewed", "expires",
+  "userAgent", "client", "current"}]}``, the signed-in user's own sessions, the last
+  renewed first; ``current`` is true for the one making the request.
+- ``POST /auth/sessions/{id}/revoke``: signs that session out everywhere (this one
+  too, when it is the current one: its cookie is expired). 404 for an id that is not
+  one of the user's sessions, whether or not it exists for someone else.
+- ``POST /auth/sessions/revoke-others``: signs out every other session of the user
+  and re-issues this one (:func:`~asgi_jwt_session.registry.revoke_other_sessions`).
+
+The POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`). When the middleware
 only reads the cookie (``AuthJSFormat()`` without ``write=True``), they answer 409:
 Auth.js owns that cookie.
 """
@@ -44,13 +57,14 @@ from asgi_jwt_session.csrf import (
     trusted,
     verify_csrf,
 )
-from asgi_jwt_session.errors import StoreUnavailable
+from asgi_jwt_session.errors import StoreUnavailable, UnknownUser
 from asgi_jwt_session.responses import RETRY_AFTER, prefers_html, safe_next
 from asgi_jwt_session.session import Session, get_session, logout
-from asgi_jwt_session.store.base import Store
+from asgi_jwt_session.store.base import Store, StoredSession
 
 if TYPE_CHECKING:
     from asgi_jwt_session.freshness.policy import UserLoader
+    from asgi_jwt_session.registry import SessionRegistry
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -95,6 +109,33 @@ def next_expiry(request: Request, session: Session) -> int | None:
     if session.lifetime is not None:  # as the middleware: the token's own lifetime
         expires_at = min(expires_at, now + session.lifetime)
     return expires_at
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def stored_session_view(record: StoredSession, current: str | None) -> dict[str, Any]:
+    """A registry row as ``GET /auth/sessions`` shows it to its own user."""
+    return {"id": record.id, "created": iso(record.created_at),
+            "renewed": iso(record.renewed_at), "expires": iso(record.expires_at),
+            "userAgent": record.user_agent, "client": record.client,
+            "current": record.id == current}
+
+
+def registry_of(request: Request) -> SessionRegistry | None:
+    """The middleware's session registry (its freshness policy's), or ``None``."""
+    context = get_context(request)
+    if context is None or getattr(context.freshness, "registry", None) is None:
+        return None
+    from asgi_jwt_session.registry import registry_of
+
+    return registry_of(request)
+
+
+NO_REGISTRY = ("No session registry: give the middleware "
+               "freshness=Freshness(store, registry=SessionRegistry(store))")
+NO_SESSION = "No such session"  # unknown, or another user's: the same answer
 
 
 def error(detail: str, status_code: int) -> JSONResponse:
@@ -183,6 +224,77 @@ class SessionEndpoints:
             return RedirectResponse(safe_next(target), status_code=303, headers=NO_STORE)
         return JSONResponse({"session": None}, headers=NO_STORE)
 
+    async def sessions(self, request: Request) -> Response:
+        registry = registry_of(request)
+        if registry is None:
+            return error(NO_REGISTRY, 404)
+        session = get_session(request)
+        session.mark_accessed()
+        if session.user is None:
+            return error("Not authenticated", 401)
+        try:
+            records = await registry.store.list_sessions(session.user.id)
+        except StoreUnavailable:
+            return error("The session store is unavailable; try again later", 503)
+        views = [stored_session_view(record, session.jti) for record in records]
+        return JSONResponse({"sessions": views}, headers=NO_STORE)
+
+    async def registry_post(self, request: Request, action: str
+                            ) -> tuple[SessionRegistry, Session] | Response:
+        """The checks every registry POST makes, in order: CSRF (403), a registry (404),
+        a writable cookie (409), a signed-in user (401)."""
+        await self.verify_csrf(request)
+        registry = registry_of(request)
+        if registry is None:
+            return error(NO_REGISTRY, 404)
+        if read_only(request):
+            return read_only_error(action)
+        session = get_session(request)
+        session.mark_accessed()
+        if session.user is None:
+            return error("Not authenticated", 401)
+        return registry, session
+
+    async def revoke_session(self, request: Request) -> Response:
+        checked = await self.registry_post(request, "revoke sessions")
+        if isinstance(checked, Response):
+            return checked
+        registry, session = checked
+        assert session.user is not None
+        from asgi_jwt_session.registry import SESSION_ID
+
+        session_id = request.path_params["session_id"]
+        if not SESSION_ID.fullmatch(session_id):
+            return error(NO_SESSION, 404)
+        try:
+            found = await registry.store.revoke_session(session_id, user_id=session.user.id)
+        except StoreUnavailable:
+            return error("The session store is unavailable; try again later", 503)
+        if not found:
+            return error(NO_SESSION, 404)
+        current = session_id == session.jti
+        if current:
+            logout(request)
+        return JSONResponse({"revoked": session_id, "current": current}, headers=NO_STORE)
+
+    async def revoke_others(self, request: Request) -> Response:
+        checked = await self.registry_post(request, "revoke sessions")
+        if isinstance(checked, Response):
+            return checked
+        _, session = checked
+        from asgi_jwt_session.registry import revoke_other_sessions
+
+        try:
+            await revoke_other_sessions(request)
+        except StoreUnavailable:
+            return error("The session store is unavailable; try again later", 503)
+        except UnknownUser:  # the user is gone: so is this session
+            logout(request)
+        if session.user is None:
+            return error("Not authenticated", 401)
+        view = session_view(session, next_expiry(request, session))
+        return JSONResponse({"session": view}, headers=NO_STORE)
+
     async def script(self, request: Request) -> Response:
         body, etag = client_script()
         headers = {"etag": etag, "cache-control": "no-cache",
@@ -217,7 +329,9 @@ def session_routes(
     ``csrf_cookie`` and ``csrf_header`` name the double-submit token's cookie and
     header (the form field is ``csrf_token``); ``trusted_origins`` are other origins
     (``"https://app.example.com"``) allowed to POST. Route names are ``session``,
-    ``refresh``, ``signout`` and ``script`` under ``name``: ``url_for("auth:script")``.
+    ``refresh``, ``signout``, ``script``, ``sessions``, ``revoke_session`` and
+    ``revoke_other_sessions`` under ``name``: ``url_for("auth:script")``. The
+    ``/sessions`` routes use the middleware's session registry (404 without one).
     """
     if store is not None and user_loader is not None:
         raise TypeError("pass a store or a user_loader, not both")
@@ -234,5 +348,10 @@ def session_routes(
         Route("/signout", endpoints.signout, methods=["POST"], name="signout"),
         Route("/session.js", endpoints.script, methods=["GET"], name="script"),
         Route("/session/refresh", endpoints.refresh, methods=["POST"], name="refresh"),
+        Route("/sessions", endpoints.sessions, methods=["GET"], name="sessions"),
+        Route("/sessions/revoke-others", endpoints.revoke_others, methods=["POST"],
+              name="revoke_other_sessions"),
+        Route("/sessions/{session_id}/revoke", endpoints.revoke_session, methods=["POST"],
+              name="revoke_session"),
     ]
     return Mount(prefix, routes=routes, name=name)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import HTTPConnection
@@ -389,28 +389,63 @@ def get_session(conn: HTTPConnection | Scope) -> Session:
     return session
 
 
-def auth(conn: HTTPConnection | Scope) -> Session | None:
+if TYPE_CHECKING:
+
+    class SignedIn(Session):
+        """What :func:`auth` returns: a :class:`Session` with a user signed in, so
+        ``user`` and ``expires`` are never ``None`` (for type checkers; at run time it
+        is :class:`Session` itself)."""
+
+        user: SessionUser
+
+        @property
+        def expires(self) -> datetime: ...
+
+else:
+    SignedIn = Session
+
+
+def pending_expiry(conn: HTTPConnection | Scope, session: Session) -> int:
+    """When the cookie the middleware issues for ``session`` (signed in during this
+    request, so it has none yet) will expire."""
+    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    context = scope.get("session_context")  # context.SessionContext, duck-typed: no cycle
+    now = int(time.time())
+    return int(context.expires_for(session, now)) if context is not None else now
+
+
+def auth(conn: HTTPConnection | Scope) -> SignedIn | None:
     """The session when a user is signed in, else ``None``.
+
+    The result is typed :class:`SignedIn`: ``session.user`` and ``session.expires``
+    need no ``None`` check. Right after :func:`login`, ``expires`` is when the cookie
+    about to be issued will expire.
 
     Like ``request.session``, this marks the session accessed: the response depends on
     the cookie and gets ``Vary: Cookie``.
     """
     session = get_session(conn)
     session.accessed = True
-    return session if session.user is not None else None
+    if session.user is None:
+        return None
+    if session.expires_at is None:  # signed in during this request
+        session.expires_at = pending_expiry(conn, session)
+    return session  # type: ignore[return-value]  # a SignedIn: its user is set
 
 
 def login(conn: HTTPConnection | Scope, user_id: str, role: str, *,
-          version: int | None = None, remember: bool = True, **claims: Any) -> Session:
+          version: int | None = None, remember: bool = True, **claims: Any) -> SignedIn:
     """Sign ``user_id`` in with ``role`` (and extra claims); a new session id is issued.
 
     ``version`` is the user's session version in the store. ``remember=False`` ("keep
     me signed in" unticked) gives a cookie the browser forgets when it closes, which
     lives at most ``browser_session_lifetime`` (default one day) however it is used.
+    Returns the session (its ``expires``: when the cookie about to be issued expires).
     """
     session = get_session(conn)
     session.login(user_id, role, version=version, remember=remember, **claims)
-    return session
+    session.expires_at = pending_expiry(conn, session)
+    return session  # type: ignore[return-value]  # a SignedIn: its user is set
 
 
 def reauthenticate(conn: HTTPConnection | Scope) -> Session:

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -37,6 +37,11 @@ from asgi_jwt_session.freshness.feed import DEFAULT_MAX_AGE, Feed, VersionFeed
 from asgi_jwt_session.freshness.flight import SingleFlight
 from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.store.base import Store
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+    from asgi_jwt_session.registry import SessionRegistry
 
 __all__ = ["CheckedUser", "Freshness", "StoreErrorPolicy", "UserLoader", "apply_actor",
            "apply_user"]
@@ -81,13 +86,15 @@ def epoch_seconds(value: datetime | float | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class CheckedUser:
-    """What revalidation needs of a user: role, session version, disabled, and when
-    their sessions were last revoked (epoch seconds, ``None``: never)."""
+    """What revalidation needs of a user: role, session version, disabled, when
+    their sessions were last revoked (epoch seconds, ``None``: never), and the ids of
+    their sessions the session registry revoked."""
 
     role: str
     session_version: int
     disabled: bool = False
     revoked_at: float | None = None
+    revoked_sessions: frozenset[str] = frozenset()
 
     @classmethod
     def coerce(cls, found: Any) -> CheckedUser | None:
@@ -99,7 +106,8 @@ class CheckedUser:
             return cls(str(role), int(version))
         return cls(str(found.role), int(found.session_version),
                    bool(getattr(found, "disabled", False)),
-                   epoch_seconds(getattr(found, "revoked_at", None)))
+                   epoch_seconds(getattr(found, "revoked_at", None)),
+                   frozenset(getattr(found, "revoked_sessions", None) or ()))
 
 
 def signed_in_before(session: Session, revoked_at: float) -> bool:
@@ -143,6 +151,9 @@ def apply_user(session: Session, user: CheckedUser | None, checked_at: int) -> N
     if user.revoked_at is not None and signed_in_before(session, user.revoked_at):
         session.logout()
         return
+    if session.jti is not None and session.jti in user.revoked_sessions:
+        session.logout()  # this one session was revoked (the session registry)
+        return
     version, stored = session.version, user.session_version
     if version is not None and version > stored:
         # Versions only grow, so the store has gone back (a restored backup, a user
@@ -180,11 +191,13 @@ def apply_actor(session: Session, user: CheckedUser | None) -> None:
         reason = "is gone" if user is None else "is disabled"
     elif user.revoked_at is not None and actor_signed_in_before(actor, user.revoked_at):
         reason = "had their sessions revoked"
+    elif actor.jti is not None and actor.jti in user.revoked_sessions:
+        reason = "had their own session revoked"
     elif actor.version is not None and actor.version > user.session_version:
         reason = "is older in the store than in the session"
     elif user.role != actor.user.role:
         reason = "has another role"
-    if reason is not None:
+    if reason is not None or user is None:
         end_impersonation(session, f"the impersonator {actor.user.id!r} {reason}")
     elif actor.version != user.session_version:
         session.actor = replace(actor, version=user.session_version)
@@ -231,6 +244,9 @@ class Freshness:
       ``revalidate_after`` seconds, so a client that ignores cookies costs at most one
       query per window per process, or one per change the feed sees.
     - ``watch``: subscribe the feed to the store's changes (default).
+    - ``registry``: a :class:`~asgi_jwt_session.registry.SessionRegistry`, to record
+      each session at sign-in and renewal (see :meth:`issued`) and list and end them
+      one by one.
     """
 
     def __init__(
@@ -244,6 +260,7 @@ class Freshness:
         timeout: float = DEFAULT_TIMEOUT,
         memo_size: int = 65536,
         watch: bool = True,
+        registry: SessionRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if revalidate_after is not None and revalidate_after <= 0:
@@ -263,6 +280,7 @@ class Freshness:
         else:
             raise TypeError("Freshness needs a store or an async user loader")
         self.store = store
+        self.registry = registry
         self.revalidate_after = revalidate_after
         if feed is None:
             feed = VersionFeed()
@@ -412,6 +430,12 @@ class Freshness:
             wake = getattr(self.feed, "wake", None)
             if callable(wake):
                 wake()
+
+    async def issued(self, scope: Scope, session: Session, first: bool) -> None:
+        """The middleware issued a token for ``session``: a new session id (``first``)
+        or a renewal. The session registry, if any, records it; never raises."""
+        if self.registry is not None:
+            await self.registry.issued(scope, session, first)
 
     def on_store_change(self, user: object) -> None:
         """A ``Store.on_change`` listener: a committed change means the database answers."""

@@ -7,6 +7,12 @@
  *   await asgiJwtSession.signOut();
  *   asgiJwtSession.onChange((session) => render(session)); // this tab and every other tab
  *
+ * With a session registry on the server:
+ *   const sessions = await asgiJwtSession.listSessions();  // [{id, created, renewed, expires,
+ *                                                          //   userAgent, client, current}]
+ *   await asgiJwtSession.revokeSession(sessions[1].id);     // sign that device out
+ *   await asgiJwtSession.revokeOtherSessions();             // every device but this one
+ *
  * The endpoints are found next to this script, so it works under any mount prefix.
  */
 (() => {
@@ -101,6 +107,44 @@
     return null;
   }
 
+  /** This user's signed-in sessions (the server's session registry), the last renewed
+   *  first; `current` marks this one. Rejects with error.status 401 when signed out,
+   *  404 when the server keeps no registry. */
+  async function listSessions() {
+    const response = await send("GET", "/sessions");
+    if (!response.ok) throw httpError(response);
+    return (await response.json()).sessions;
+  }
+
+  /** Sign one session out, on every device and server. Revoking this one signs this
+   *  browser out (listeners hear null). Rejects with error.status 404 for an id that is
+   *  not one of this user's sessions. */
+  async function revokeSession(id) {
+    const response = await post(`/sessions/${encodeURIComponent(id)}/revoke`);
+    if (response.status === 401) {
+      changed(null);
+      throw httpError(response);
+    }
+    if (!response.ok) throw httpError(response);
+    const data = await response.json();
+    if (data.current) changed(null);
+    return data;
+  }
+
+  /** Sign out every other session of this user and stay signed in here; resolves to
+   *  this session (re-issued). */
+  async function revokeOtherSessions() {
+    const response = await post("/sessions/revoke-others");
+    if (response.status === 401) {
+      changed(null);
+      return null;
+    }
+    if (!response.ok) throw httpError(response);
+    const session = (await response.json()).session;
+    changed(session);
+    return session;
+  }
+
   /** Call listener(session) whenever a refresh or sign-out changes it, in any tab.
    *  Returns a function that removes the listener. */
   function onChange(listener) {
@@ -108,5 +152,8 @@
     return () => listeners.delete(listener);
   }
 
-  window.asgiJwtSession = Object.freeze({ getSession, refreshSession, signOut, onChange });
+  window.asgiJwtSession = Object.freeze({
+    getSession, refreshSession, signOut, onChange,
+    listSessions, revokeSession, revokeOtherSessions,
+  });
 })();

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.store.base import (
     Listener,
+    SessionStore,
     Store,
+    StoredSession,
     StoredUser,
     revoke_sessions,
     update_user_role,
@@ -24,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Listener",
     "RoleStore",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
+    "StoredSession",
     "StoredUser",
     "UnknownRole",
     "UnknownUser",

@@ -4,6 +4,10 @@ A store keeps each user's role and session version (and optionally ``disabled`` 
 ``revoked_at``). Freshness, the refresh endpoint and the demo use only these methods,
 so a new backend is one module that implements them; the ``databases`` one
 (:class:`~asgi_jwt_session.store.RoleStore`) is the default.
+
+A store that also keeps the session registry (:mod:`asgi_jwt_session.registry`)
+implements :class:`SessionStore` and returns each user's revoked session ids with
+the user (:attr:`StoredUser.revoked_sessions`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["Listener", "Observable", "Store", "StoredUser", "revoke_sessions", "update_user_role"]
+__all__ = ["Listener", "Observable", "SessionStore", "Store", "StoredSession", "StoredUser",
+           "revoke_sessions", "update_user_role"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,31 @@ class StoredUser:
     updated_at: datetime  # aware, UTC
     disabled: bool = False
     revoked_at: datetime | None = None  # aware, UTC: the last `revoke_sessions()`
+    # The session registry's revoked session ids (``jti``) of this user, as read with
+    # the user; empty without a registry. Revalidation signs these sessions out.
+    revoked_sessions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A row of the session registry: one signed-in session (times aware, UTC).
+
+    ``id`` is the token's ``jti``; ``created_at`` the sign-in, ``renewed_at`` the last
+    token issued for it, ``expires_at`` that token's expiry and ``ends_at`` the
+    session's absolute end (sign-in plus its lifetime), after which the row may be
+    deleted. ``user_agent`` and ``client`` are what the app chose to record
+    (``None``: nothing).
+    """
+
+    id: str
+    user_id: str
+    created_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    ends_at: datetime
+    user_agent: str | None = None
+    client: str | None = None
+    revoked_at: datetime | None = None
 
 
 Listener = Callable[[StoredUser], Awaitable[None] | None]
@@ -66,6 +96,37 @@ class Store(Observable, Protocol):
 
     async def set_disabled(self, user_id: str, disabled: bool) -> StoredUser:
         """Disable or re-enable a user."""
+
+
+class SessionStore(Store, Protocol):
+    """A role store that keeps the session registry too.
+
+    Its ``get_user`` fills :attr:`StoredUser.revoked_sessions`; a revocation bumps the
+    user's session version (and calls ``on_change``), so version feeds and
+    revalidation notice it. The registry only ever takes sessions away: a row never
+    makes a token valid that its signature, expiry or the user row refuse.
+    """
+
+    async def record_session(self, session: StoredSession, *, first: bool) -> None:
+        """Insert the row, or update the renewal times (and device) of the row with
+        this id and user; a revoked row stays revoked. ``first`` (a new session id):
+        also delete this user's rows past their ``ends_at``."""
+
+    async def list_sessions(self, user_id: str) -> list[StoredSession]:
+        """The user's sessions neither revoked nor expired, newest renewal first."""
+
+    async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """Revoke one session (only if it is ``user_id``'s, when given); ``False``
+        when no such row."""
+
+    async def revoke_other_sessions(self, user_id: str, keep: str) -> StoredUser:
+        """End every session of the user but ``keep``: the rows are revoked, and
+        ``revoked_at`` set to now as :meth:`Store.revoke_sessions` does (the caller
+        moves the kept session past it)."""
+
+    async def revoke_all_sessions(self) -> int:
+        """End every session of every user (``revoked_at`` of each user set to now);
+        returns the number of users."""
 
 
 async def update_user_role(store: Store, user_id: str, role: str) -> StoredUser:

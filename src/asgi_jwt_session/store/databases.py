@@ -29,7 +29,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.store.base import Listener, StoredUser
+from asgi_jwt_session.store.base import Listener, StoredSession, StoredUser
 
 __all__ = ["RoleStore"]
 
@@ -59,6 +59,10 @@ SQLITE_UNAVAILABLE_MESSAGE = re.compile(r"locked|busy|unable to open|disk I/O|di
 # server as settings, which it refuses.
 DATABASES_OPTIONS = ("min_size", "max_size", "ssl", "unix_sock")
 MIN_RETRY = 0.1  # seconds before the first background connect attempt; doubles from there
+# The session registry's rows are deleted this long after their session's absolute end
+# (clock skew, leeway), when their user next signs in.
+PRUNE_MARGIN = timedelta(hours=1)
+SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client")
 
 
 def describe(exc: BaseException) -> str:
@@ -158,6 +162,12 @@ class RoleStore:
     trying in the background, at most this many seconds apart (``None``: raise
     :class:`~asgi_jwt_session.errors.StoreUnavailable` instead). ``connect_timeout``:
     seconds one connect attempt may take.
+
+    ``sessions_table``: the session registry's table (``"user_sessions"``), beside the
+    users table and in its schema (``None``: no registry). With it, :meth:`get_user`
+    also reads the user's revoked session ids (a subquery on an index, still one
+    query), and the registry methods (:meth:`record_session`, :meth:`list_sessions`,
+    :meth:`revoke_session`, ...) work; see :mod:`asgi_jwt_session.registry`.
     """
 
     def __init__(
@@ -169,6 +179,7 @@ class RoleStore:
         columns: Mapping[str, str | None] | None = None,
         connect_retry: float | None = 1.0,
         connect_timeout: float = 5.0,
+        sessions_table: str | None = None,
     ) -> None:
         if connect_retry is not None and connect_retry <= 0:
             raise ValueError("connect_retry must be positive, or None")
@@ -197,7 +208,17 @@ class RoleStore:
         # `databases` compiles every statement on every call (~80 µs for this select);
         # compiled once to a text clause, the lookup costs ~15 µs of that.
         dialect = (postgresql.dialect if self.is_postgres else sqlite.dialect)(paramstyle="named")
-        query = sa.select(*self._selected).where(c.id == sa.bindparam("user_id", type_=sa.Text))
+        self.sessions = (self._make_sessions_table(sessions_table, self.table)
+                         if sessions_table is not None else None)
+        query = sa.select(*self._selected)
+        if self.sessions is not None:  # the revoked session ids, space-separated
+            s = self.sessions.c
+            separator: Any = sa.literal_column("' '")
+            revoked = sa.select(sa.func.string_agg(s.id, separator) if self.is_postgres
+                                else sa.func.group_concat(s.id, separator))
+            query = query.add_columns(
+                revoked.where(s.user_id == c.id, s.revoked_at.is_not(None)).scalar_subquery())
+        query = query.where(c.id == sa.bindparam("user_id", type_=sa.Text))
         self._get_user_query = sa.text(str(query.compile(dialect=dialect)))
         self.queries = 0
         self.on_change: list[Listener] = []
@@ -250,6 +271,24 @@ class RoleStore:
                           key="revoked_at")
             )
         return table
+
+    @staticmethod
+    def _make_sessions_table(name: str, users: sa.Table) -> sa.Table:
+        time = sa.DateTime(timezone=True)
+        return sa.Table(
+            _identifier(name),
+            users.metadata,
+            sa.Column("id", sa.Text, primary_key=True),
+            sa.Column("user_id", sa.Text, nullable=False, index=True),
+            sa.Column("created_at", time, nullable=False),
+            sa.Column("renewed_at", time, nullable=False),
+            sa.Column("expires_at", time, nullable=False),
+            sa.Column("ends_at", time, nullable=False),
+            sa.Column("user_agent", sa.Text, nullable=True),
+            sa.Column("client", sa.Text, nullable=True),
+            sa.Column("revoked_at", time, nullable=True),
+            schema=users.schema,
+        )
 
     @property
     def table_name(self) -> str:
@@ -422,7 +461,7 @@ class RoleStore:
 
     # Rows
 
-    def _user(self, row: Any) -> StoredUser:
+    def _user(self, row: Any, revoked: str | None = None) -> StoredUser:
         # Rows hold the columns of `_selected`: COLUMNS' order, absent ones left out.
         values = {column.key: row[i] for i, column in enumerate(self._selected)}
         return StoredUser(
@@ -433,7 +472,27 @@ class RoleStore:
             updated_at=_utc(values["updated_at"]),
             disabled=bool(values.get("disabled", False)),
             revoked_at=None if values.get("revoked_at") is None else _utc(values["revoked_at"]),
+            revoked_sessions=frozenset(revoked.split()) if revoked else frozenset(),
         )
+
+    def _session(self, row: Any) -> StoredSession:
+        return StoredSession(
+            id=row["id"], user_id=row["user_id"], created_at=_utc(row["created_at"]),
+            renewed_at=_utc(row["renewed_at"]), expires_at=_utc(row["expires_at"]),
+            ends_at=_utc(row["ends_at"]), user_agent=row["user_agent"], client=row["client"],
+            revoked_at=None if row["revoked_at"] is None else _utc(row["revoked_at"]),
+        )
+
+    def _time(self, when: datetime) -> datetime:
+        """An aware datetime as this database stores it (SQLite: naive UTC)."""
+        when = when.astimezone(UTC)
+        return when if self.is_postgres else when.replace(tzinfo=None)
+
+    def _registry(self) -> sa.Table:
+        if self.sessions is None:
+            raise ValueError("no session registry: make the store with "
+                             "RoleStore(..., sessions_table='user_sessions')")
+        return self.sessions
 
     def _now(self) -> Any:
         # PostgreSQL: the server's clock, one clock for every process. SQLite: processes
@@ -466,9 +525,11 @@ class RoleStore:
         needs ``ALTER TABLE ... ADD COLUMN revoked_at`` (a nullable timestamp), or
         ``columns={"revoked_at": None}``.
         """
-        await self._execute(sa.schema.CreateTable(self.table, if_not_exists=True))
-        for index in self.table.indexes:
-            await self._execute(sa.schema.CreateIndex(index, if_not_exists=True))
+        tables = [self.table] if self.sessions is None else [self.table, self.sessions]
+        for table in tables:
+            await self._execute(sa.schema.CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                await self._execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
     async def create_user(
         self, user_id: str, role: str, *, email: str | None = None
@@ -495,9 +556,12 @@ class RoleStore:
     # Reading
 
     async def get_user(self, user_id: str) -> StoredUser | None:
-        """The user with this id, or ``None``: one primary-key query."""
+        """The user with this id, or ``None``: one primary-key query (with the session
+        registry, its revoked session ids too, in the same query)."""
         row = await self._fetch_one(self._get_user_query.bindparams(user_id=user_id))
-        return None if row is None else self._user(row)
+        if row is None:
+            return None
+        return self._user(row, row[len(self._selected)] if self.sessions is not None else None)
 
     async def list_users(self) -> list[StoredUser]:
         """Every user, ordered by id."""
@@ -547,11 +611,14 @@ class RoleStore:
         if row is None:
             raise UnknownUser(user_id)
         user = self._user(row)
+        await self._changed(user)
+        return user
+
+    async def _changed(self, user: StoredUser) -> None:
         for listener in self.on_change:
             result = listener(user)
             if result is not None:
                 await result
-        return user
 
     async def update_user_role(self, user_id: str, role: str) -> StoredUser:
         """Set the role and bump the session version, so every session sees the change.
@@ -572,6 +639,11 @@ class RoleStore:
             raise ValueError("this table has no revoked_at column (a nullable timestamp); "
                              "add one, or map it with columns=, to revoke sessions")
         now = self._now()
+        if self.sessions is not None:  # the registry lists them as revoked too
+            s = self.sessions.c
+            await self._execute(self.sessions.update()
+                                .where(s.user_id == user_id, s.revoked_at.is_(None))
+                                .values(revoked_at=now))
         return await self._update(user_id, {"revoked_at": now}, now)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> StoredUser:
@@ -580,3 +652,98 @@ class RoleStore:
             raise ValueError("this table has no disabled column")
         return await self._update(user_id, {"disabled": bool(disabled)})
 
+    # The session registry (sessions_table=...)
+
+    async def record_session(self, session: StoredSession, *, first: bool) -> None:
+        """Insert the session's row, or renew the row of this id and user (its times and
+        device; a revoked row stays revoked, another user's row is left alone).
+        ``first``: also delete the user's rows past their ``ends_at`` (one more
+        statement). Times are the app's clock."""
+        sessions = self._registry()
+        s = sessions.c
+        values = {
+            "id": session.id, "user_id": session.user_id,
+            "created_at": self._time(session.created_at),
+            "renewed_at": self._time(session.renewed_at),
+            "expires_at": self._time(session.expires_at),
+            "ends_at": self._time(session.ends_at),
+            "user_agent": session.user_agent, "client": session.client,
+        }
+        insert = (postgresql.insert if self.is_postgres else sqlite.insert)(sessions)
+        insert = insert.values(values)
+        query = insert.on_conflict_do_update(
+            index_elements=[s.id],
+            set_={name: insert.excluded[name] for name in SESSION_UPDATES},
+            where=s.user_id == insert.excluded.user_id,
+        )
+        await self._execute(query)
+        if first:
+            horizon = self._time(session.renewed_at - PRUNE_MARGIN)
+            await self._execute(sessions.delete().where(s.user_id == session.user_id,
+                                                        s.ends_at < horizon))
+
+    async def list_sessions(self, user_id: str) -> list[StoredSession]:
+        """The user's sessions neither revoked nor expired, the last renewed first."""
+        sessions = self._registry()
+        s = sessions.c
+        query = (sa.select(sessions)
+                 .where(s.user_id == user_id, s.revoked_at.is_(None), s.expires_at > self._now())
+                 .order_by(s.renewed_at.desc(), s.id))
+        return [self._session(row) for row in await self._fetch_all(query)]
+
+    async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """Revoke one session (only if it is ``user_id``'s, when given) and bump its
+        user's session version, so feeds and revalidation see it: two statements.
+        ``False`` (and nothing written) when there is no such row. Revoking it again
+        bumps the version again (a retry after a failure is safe)."""
+        sessions = self._registry()
+        s = sessions.c
+        condition = s.id == session_id
+        if user_id is not None:
+            condition = condition & (s.user_id == user_id)
+        query = (sessions.update().where(condition)
+                 .values(revoked_at=sa.func.coalesce(s.revoked_at, self._now()))
+                 .returning(s.user_id))
+        row = await self._fetch_one(query)
+        if row is None:
+            return False
+        with suppress(UnknownUser):  # a row of a user since deleted: nothing to bump
+            await self._update(row[0], {})
+        return True
+
+    async def revoke_other_sessions(self, user_id: str, keep: str) -> StoredUser:
+        """Revoke the user's rows but ``keep`` and set the user's ``revoked_at`` to now
+        (without that column, only the rows: sessions the registry never recorded stay);
+        bumps the session version. Two statements; the caller moves the kept session's
+        sign-in past ``revoked_at`` (:func:`~asgi_jwt_session.registry.revoke_other_sessions`).
+        """
+        sessions = self._registry()
+        s = sessions.c
+        now = self._now()
+        await self._execute(sessions.update()
+                            .where(s.user_id == user_id, s.id != keep, s.revoked_at.is_(None))
+                            .values(revoked_at=now))
+        values = {"revoked_at": now} if "revoked_at" in self.table.c else {}
+        return await self._update(user_id, values, now)
+
+    async def revoke_all_sessions(self) -> int:
+        """End every session of every user: ``revoked_at`` of every user set to now and
+        their versions bumped in one statement (the registry's rows too, in another);
+        ``on_change`` is called for each user, so a version feed announces each.
+        Returns the number of users. Works without a registry."""
+        c = self.table.c
+        if "revoked_at" not in c:
+            raise ValueError("this table has no revoked_at column (a nullable timestamp); "
+                             "add one, or map it with columns=, to revoke sessions")
+        now = self._now()
+        if self.sessions is not None:
+            s = self.sessions.c
+            await self._execute(self.sessions.update().where(s.revoked_at.is_(None))
+                                .values(revoked_at=now))
+        query = (self.table.update()
+                 .values(revoked_at=now, session_version=c.session_version + 1, updated_at=now)
+                 .returning(*self._selected))
+        users = [self._user(row) for row in await self._fetch_all(query)]
+        for user in users:
+            await self._changed(user)
+        return len(users)

@@ -1,0 +1,248 @@
+"""The session registry: list a user's signed-in sessions and end them one by one.
+
+::
+
+    store = RoleStore(DATABASE_URL, sessions_table="user_sessions")
+    freshness = Freshness(store, feed=feed, registry=SessionRegistry(store))
+
+    await list_sessions(store, "alice")  # her sessions, the last renewed first
+    await revoke_session(store, session_id)  # that device is signed out
+    await revoke_other_sessions(request)  # after a password change: all but this one
+    await revoke_all_sessions(store)  # an incident: everyone, everywhere
+
+A row per signed-in session (the token's ``jti``), written only when the middleware
+issues a token at sign-in or renewal (:meth:`SessionRegistry.issued`), never on an
+ordinary request. A revocation bumps the user's session version, so version feeds
+announce it and the user's sessions revalidate; the revalidation query returns the
+user's revoked session ids with the user (:attr:`StoredUser.revoked_sessions`), and
+:func:`~asgi_jwt_session.freshness.apply_user` signs out the session whose ``jti`` is
+among them. The registry only ever takes sessions away: a row never makes a token
+valid that its signature, expiry or the user row refuse.
+
+What is recorded beyond times is the app's choice (``device=``): nothing by default;
+:func:`coarse_device` keeps the user agent (cut to 120 characters) and the client's
+network, never its address (IPv4 /24, IPv6 /48). See docs/session-management.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import anyio
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from asgi_jwt_session.context import get_context
+from asgi_jwt_session.errors import NotAuthenticated
+from asgi_jwt_session.freshness.policy import CheckedUser, apply_user
+from asgi_jwt_session.session import Session, get_session, new_session_id
+from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
+
+__all__ = [
+    "Device",
+    "SessionRegistry",
+    "client_prefix",
+    "coarse_device",
+    "list_sessions",
+    "registry_of",
+    "revoke_all_sessions",
+    "revoke_other_sessions",
+    "revoke_session",
+]
+
+logger = logging.getLogger("asgi_jwt_session.registry")
+
+# Session ids the registry records and the endpoints accept: this package's (URL-safe
+# base64) and Auth.js's (UUIDs). A token with another jti is served, but not recorded.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MAX_USER_AGENT = 200  # characters the registry keeps of what ``device`` returns
+MAX_CLIENT = 64
+COARSE_USER_AGENT = 120  # what coarse_device keeps of the User-Agent header
+DEFAULT_TIMEOUT = 5.0
+
+Device = tuple[str | None, str | None]
+"""What ``device(scope)`` returns: ``(user agent, client)``, either ``None``."""
+
+
+def client_prefix(address: str | None) -> str | None:
+    """The network of an IP address, not the address: ``203.0.113.7`` gives
+    ``203.0.113.0/24``, ``2001:db8:1:2::7`` gives ``2001:db8:1::/48``; ``None`` for
+    anything that is not an IP address (a Unix socket, a test client)."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def coarse_device(scope: Scope) -> Device:
+    """A ``device`` for :class:`SessionRegistry`: the ``User-Agent`` header cut to 120
+    characters, and :func:`client_prefix` of the client address the server gives
+    (behind a proxy, the server's proxy-headers option decides which that is)."""
+    user_agent = None
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")[:COARSE_USER_AGENT]
+            break
+    client = scope.get("client")
+    return user_agent, client_prefix(client[0] if client else None)
+
+
+def clean(value: object, limit: int) -> str | None:
+    """A printable string of at most ``limit`` characters, or ``None``."""
+    if not isinstance(value, str):
+        return None
+    value = "".join(char for char in value[:limit * 2] if char.isprintable()).strip()
+    return value[:limit] or None
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class SessionRegistry:
+    """Records each signed-in session in ``store`` (a
+    :class:`~asgi_jwt_session.store.SessionStore`, such as
+    ``RoleStore(..., sessions_table="user_sessions")``); give it to
+    ``Freshness(store, registry=...)``.
+
+    - ``device``: ``scope -> (user agent, client)``, what to record of the device
+      (``None``, the default: nothing but times). Values are cut to 200 and 64
+      printable characters. :func:`coarse_device` is one.
+    - ``timeout``: seconds a write may take; a write that fails or takes longer is
+      logged (a warning) and the sign-in goes on without its row.
+
+    ``recorded`` and ``failed`` count the writes.
+    """
+
+    def __init__(self, store: SessionStore, *, device: Callable[[Scope], Device] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not callable(getattr(store, "record_session", None)):
+            raise TypeError("SessionRegistry needs a store with a session registry "
+                            "(RoleStore(..., sessions_table='user_sessions'))")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.store = store
+        self.device = device
+        self.timeout = timeout
+        self.recorded = 0
+        self.failed = 0
+
+    async def issued(self, scope: Scope, session: Session, first: bool) -> None:
+        """Record ``session`` (the middleware issued its first token, ``first``, or
+        renewed it): one upsert, plus one delete of the user's ended rows at sign-in.
+
+        Nothing is recorded for an impersonation (it is the impersonator's session,
+        not a device of the user) or a session id outside ``[A-Za-z0-9_-]{1,128}``.
+        Never raises.
+        """
+        user = session.user
+        jti = session.jti
+        if user is None or session.actor is not None or jti is None:
+            return
+        if not SESSION_ID.fullmatch(jti):
+            logger.debug("session of %r not recorded: unusual session id", user.id)
+            return
+        try:
+            record = self.record(scope, session, jti, user.id)
+            with anyio.fail_after(self.timeout):
+                await self.store.record_session(record, first=first)
+        except Exception as exc:  # the database down, or slow: never fail the sign-in
+            self.failed += 1
+            reason = f"no answer within {self.timeout}s" if isinstance(exc, TimeoutError) \
+                else (str(exc) or repr(exc))
+            logger.warning("session registry: %s of %r not recorded: %s",
+                           "sign-in" if first else "renewal", user.id, reason)
+            return
+        self.recorded += 1
+
+    def record(self, scope: Scope, session: Session, jti: str, user_id: str) -> StoredSession:
+        now = time.time()
+        auth_time = session.auth_time if session.auth_time is not None else int(now)
+        context = get_context(scope)
+        lifetime = context.config.lifetime(session.remember) if context is not None else 0
+        expires_at = session.expires_at if session.expires_at is not None else int(now)
+        user_agent = client = None
+        if self.device is not None:
+            user_agent, client = self.device(scope)
+        return StoredSession(
+            id=jti, user_id=user_id, created_at=utc(auth_time), renewed_at=utc(now),
+            expires_at=utc(expires_at), ends_at=utc(max(auth_time + lifetime, expires_at)),
+            user_agent=clean(user_agent, MAX_USER_AGENT), client=clean(client, MAX_CLIENT),
+        )
+
+
+def registry_of(conn: HTTPConnection | Scope) -> SessionRegistry | None:
+    """The session registry of the middleware serving a request (its freshness
+    policy's ``registry``), or ``None``."""
+    context = get_context(conn)
+    registry = getattr(context.freshness, "registry", None) if context is not None else None
+    return registry if isinstance(registry, SessionRegistry) else None
+
+
+async def list_sessions(store: SessionStore, user_id: str) -> list[StoredSession]:
+    """The user's sessions neither revoked nor expired, the last renewed first."""
+    return await store.list_sessions(user_id)
+
+
+async def revoke_session(store: SessionStore, session_id: str) -> bool:
+    """Sign one session out, wherever it is used: on every process within the feed's
+    bound, within ``revalidate_after`` without one. ``False`` for an unknown id."""
+    return await store.revoke_session(session_id)
+
+
+async def revoke_all_sessions(store: SessionStore) -> int:
+    """End every session of every user (an incident); returns the number of users.
+
+    Each user's ``revoked_at`` is set and their version bumped, so it holds for
+    sessions the registry never recorded too. A leaked secret key is answered by
+    rotating the key instead: tokens made with it stop decoding at once.
+    """
+    return await store.revoke_all_sessions()
+
+
+async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
+    """Sign the user out on every other device and stay signed in here: the one line
+    after a password change (``await revoke_other_sessions(request)``).
+
+    Every other session of the user ends, recorded or not (the user's ``revoked_at``
+    is set, as :func:`~asgi_jwt_session.store.revoke_sessions` does), and this one is
+    re-issued with its sign-in moved just past it, with the user's new session version.
+    Two statements. Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when
+    nobody is signed in, ``RuntimeError`` without a registry or when the middleware
+    cannot write the cookie (Auth.js's, read-only), and the store's errors
+    (:class:`~asgi_jwt_session.errors.StoreUnavailable`).
+    """
+    session = get_session(conn)
+    session.mark_accessed()
+    user = session.user
+    if user is None:
+        raise NotAuthenticated()
+    registry = registry_of(conn)
+    if registry is None:
+        raise RuntimeError("no session registry: give the middleware "
+                           "freshness=Freshness(store, registry=SessionRegistry(store))")
+    context = get_context(conn)
+    if context is None or not context.writable:
+        raise RuntimeError("the session cookie is read-only here: this session cannot stay "
+                           "signed in while the others are revoked")
+    if session.jti is None:
+        session.jti = new_session_id()
+    stored: StoredUser = await registry.store.revoke_other_sessions(user.id, session.jti)
+    if stored.revoked_at is not None:  # after it on the database's clock: this one stays
+        moved = math.floor(stored.revoked_at.timestamp() * 1000) + 1
+        session.auth_ms = max(session.auth_ms or 0, moved)
+    apply_user(session, CheckedUser.coerce(stored), int(time.time()))
+    session.mark_modified()
+    return session
