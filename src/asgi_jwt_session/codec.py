@@ -15,12 +15,14 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
 from asgi_jwt_session.errors import ExpiredToken, InvalidToken, UnknownKey
-from asgi_jwt_session.keys import SecretKey
+
+if TYPE_CHECKING:
+    from asgi_jwt_session.keys import SecretKey
 
 __all__ = [
     "CLAIM_TYPES",

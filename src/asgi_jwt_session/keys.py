@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+from asgi_jwt_session.codec import b64url_decode, b64url_encode
 
 if TYPE_CHECKING:
     from jwcrypto import jwk
@@ -18,10 +19,6 @@ MIN_SECRET_BYTES = 32
 
 KeyMaterial: TypeAlias = "str | bytes | jwk.JWK | Mapping[str, Any]"
 SecretKey: TypeAlias = "KeyMaterial | Iterable[KeyMaterial] | Keyring"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def generate_secret() -> str:
@@ -46,7 +43,7 @@ def derive_key(secret: str | bytes) -> bytes:
 
 def key_id(key: bytes) -> str:
     """A short, stable id for a key: 8 characters of its SHA-256."""
-    return _b64(hashlib.sha256(b"kid:" + key).digest())[:8]
+    return b64url_encode(hashlib.sha256(b"kid:" + key).digest())[:8]
 
 
 def raw_key(material: KeyMaterial) -> tuple[str, bytes]:
@@ -58,8 +55,7 @@ def raw_key(material: KeyMaterial) -> tuple[str, bytes]:
                 if hasattr(material, "export") else dict(material))
     if exported.get("kty") != "oct" or not isinstance(exported.get("k"), str):
         raise ValueError("only symmetric ('oct') JWKs can encrypt session cookies")
-    encoded = exported["k"]
-    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    raw = b64url_decode(exported["k"])
     if len(raw) != KEY_BYTES:
         raise ValueError(f"an 'oct' JWK for A256GCM must hold {KEY_BYTES} bytes, not {len(raw)}")
     kid = exported.get("kid") or key_id(raw)
@@ -117,8 +113,9 @@ class Keyring:
         if self._jwks is None:
             from jwcrypto import jwk
 
-            self._jwks = tuple(jwk.JWK(kty="oct", k=_b64(raw), kid=kid, alg="dir", use="enc")
-                               for kid, raw in self.secrets)
+            self._jwks = tuple(
+                jwk.JWK(kty="oct", k=b64url_encode(raw), kid=kid, alg="dir", use="enc")
+                for kid, raw in self.secrets)
         return self._jwks
 
     @property
