@@ -4,6 +4,8 @@
   pass one to the middleware as ``freshness=``.
 - :class:`VersionFeed` (``feed.py``): the in-process feed, and the :class:`Feed`
   protocol a cross-process feed implements (start/stop, newest(user)).
+- ``ConnectedFeed`` (``connection.py``): the base of the cross-process feeds: one
+  connection kept up by a background task, reconnecting with backoff.
 - :class:`PostgresVersionFeed` (``postgres.py``): LISTEN/NOTIFY across processes
   (asyncio only).
 - :class:`RedisVersionFeed` (``redis.py``): a Redis Stream across processes (asyncio

@@ -3,7 +3,9 @@
 A feed maps user ids to the newest session version this process knows. The
 :class:`Feed` protocol is what :class:`~asgi_jwt_session.freshness.Freshness` needs of
 one; :class:`VersionFeed` is the in-process implementation, and the base of the
-cross-process ones (:class:`~asgi_jwt_session.freshness.PostgresVersionFeed`).
+cross-process ones (:class:`~asgi_jwt_session.freshness.PostgresVersionFeed`,
+:class:`~asgi_jwt_session.freshness.RedisVersionFeed`, through
+:class:`~asgi_jwt_session.freshness.connection.ConnectedFeed`).
 """
 
 from __future__ import annotations

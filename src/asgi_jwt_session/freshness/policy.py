@@ -295,7 +295,7 @@ class Freshness:
         if store is not None:
             store.on_change.append(self.on_store_change)  # a commit: the database answers
         on_connect = getattr(feed, "on_connect", None)
-        if isinstance(on_connect, list):
+        if isinstance(on_connect, list) and getattr(feed, "in_store_database", True):
             on_connect.append(self.answered)  # the feed reached the database again
         self.on_store_error = on_store_error
         self.retry_after = retry_after

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, Protocol
 
 import orjson
 
-from asgi_jwt_session.freshness.feed import VersionFeed
+from asgi_jwt_session.freshness.connection import ConnectedFeed, describe
 from asgi_jwt_session.store.base import Observable, StoredUser
 
 __all__ = ["ChangeSource", "PostgresVersionFeed"]
@@ -47,7 +44,7 @@ def default_channel(store: ChangeSource) -> str:
     return f"asgi_jwt_session:{store.table_name}"[:63]
 
 
-class PostgresVersionFeed(VersionFeed):
+class PostgresVersionFeed(ConnectedFeed):
     """A :class:`VersionFeed` shared by every process on one PostgreSQL database.
 
     **asyncio only** (asyncpg). It watches ``store`` (a PostgreSQL :class:`RoleStore`):
@@ -91,7 +88,8 @@ class PostgresVersionFeed(VersionFeed):
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(max_age, clock=clock)
+        super().__init__(max_age, min_backoff=min_backoff, max_backoff=max_backoff,
+                         clock=clock)
         if not store.is_postgres:
             raise ValueError("PostgresVersionFeed needs a PostgreSQL RoleStore")
         self.store = store
@@ -104,21 +102,12 @@ class PostgresVersionFeed(VersionFeed):
             raise ValueError(f"not a usable channel name: {self.channel!r}")
         self.margin = margin
         self.keepalive = keepalive
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
         self.connect_timeout = connect_timeout
         self.connect: Callable[..., Awaitable[Any]] = self._asyncpg_connect
         self.connection: Any = None
         self.backend_pid: int | None = None
-        self.connections = 0
         self.last_alive: datetime | None = None  # server time the connection was last seen
         self.pending: dict[str, int] = {}  # notifications not sent yet
-        self.task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-        self.settled = asyncio.Event()  # the first attempt connected or failed
-        self.woken = asyncio.Event()  # cut the backoff short
-        self.failing = False  # between a failed attempt and the next connect
-        self.on_connect: list[Callable[[], object]] = []
         self.lock = asyncio.Lock()  # one operation at a time on the connection
         self.watch(store)
 
@@ -127,73 +116,6 @@ class PostgresVersionFeed(VersionFeed):
         import asyncpg  # type: ignore[import-untyped]
 
         return await asyncpg.connect(dsn, timeout=timeout, **arguments)
-
-    # Lifecycle
-
-    async def start(self, wait: float | None = 5.0) -> None:
-        """Start listening; wait up to ``wait`` seconds for the first catch-up, or for
-        the first attempt to fail (then it goes on trying in the background)."""
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self.run())
-        if wait:
-            try:
-                await asyncio.wait_for(self.settled.wait(), wait)
-            except TimeoutError:
-                logger.warning("version feed not connected after %ss; serving anyway, "
-                               "connecting in the background", wait)
-
-    async def stop(self) -> None:
-        """Stop listening and close the connection."""
-        task, self.task = self.task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> PostgresVersionFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.stop()
-
-    async def run(self) -> None:
-        """Listen, and reconnect with backoff whenever the connection is lost."""
-        delay = self.min_backoff
-        while True:
-            connections = self.connections
-            reason = "the connection closed"
-            try:
-                await self.listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = describe(exc)
-            if self.connections != connections:  # it was up: a new outage begins
-                delay = self.min_backoff
-            if not self.failing:  # logged once per outage
-                self.failing = True
-                if self.connections == 0:
-                    logger.warning("version feed cannot connect (%s); serving without it, "
-                                   "connecting in the background", reason)
-                else:
-                    logger.warning("version feed connection lost (%s); reconnecting", reason)
-            self.settled.set()
-            with contextlib.suppress(TimeoutError):  # the backoff, unless woken
-                await asyncio.wait_for(self.woken.wait(), delay * random.uniform(0.5, 1.0))
-            self.woken.clear()
-            delay = min(delay * 2, self.max_backoff)
-
-    def wake(self) -> None:
-        """The database answered someone else (a store query): reconnect now rather
-        than at the end of the backoff. Nothing happens while connected."""
-        if not self.connected.is_set():
-            self.woken.set()
 
     async def listen(self) -> None:
         """One connection's life: LISTEN, catch up, keep alive until it is lost."""
@@ -212,18 +134,7 @@ class PostgresVersionFeed(VersionFeed):
             self.last_alive = server_now
             self.connection = connection
             self.backend_pid = connection.get_server_pid()
-            self.connections += 1
-            self.connected.set()
-            self.settled.set()
-            if self.failing:
-                self.failing = False
-                logger.warning("version feed listening again on %r (connection %d)",
-                               self.channel, self.connections)
-            else:
-                logger.info("version feed listening on %r (connection %d)",
-                            self.channel, self.connections)
-            for callback in self.on_connect:
-                callback()
+            self.connected_now()
             await self.flush()
             while not lost.is_set():
                 try:
@@ -233,7 +144,6 @@ class PostgresVersionFeed(VersionFeed):
                         self.last_alive = await connection.fetchval(
                             "SELECT now()", timeout=self.keepalive)
         finally:
-            self.connected.clear()
             self.connection = None
             if not connection.is_closed():
                 connection.terminate()
@@ -287,8 +197,3 @@ class PostgresVersionFeed(VersionFeed):
             logger.warning("version feed: notify failed, sent after reconnect: %s",
                            describe(exc))
 
-
-def describe(exc: BaseException) -> str:
-    """``ExceptionType: message``, never empty (``TimeoutError()`` has no message)."""
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else repr(exc)

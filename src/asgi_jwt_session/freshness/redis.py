@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from asgi_jwt_session.freshness.feed import VersionFeed
+from asgi_jwt_session.freshness.connection import ConnectedFeed, describe
 from asgi_jwt_session.store.base import Observable, StoredUser
 
 if TYPE_CHECKING:
@@ -43,10 +40,6 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 def _epoch_started(epoch: str) -> float:
     """When this Redis data set began (ms, server clock); unknown: now."""
     started = epoch.rpartition(":")[2]
@@ -60,7 +53,7 @@ def _version(value: object) -> int | None:
     return int(text)
 
 
-class RedisVersionFeed(VersionFeed):
+class RedisVersionFeed(ConnectedFeed):
     """A :class:`VersionFeed` shared by every process on one Redis.
 
     For deployments whose database cannot LISTEN (SQLite, MySQL) or that already run
@@ -86,15 +79,23 @@ class RedisVersionFeed(VersionFeed):
     heard from Redis, less ``margin`` seconds. It reads the store on start too while
     Redis holds less than ``max_age`` of history; otherwise it never queries it.
 
-    The app starts and serves even when Redis is down. A lost connection is retried
+    The app starts and serves even when Redis is down:
+    :meth:`start` returns once the first attempt failed. A lost connection is retried
     with exponential backoff (``min_backoff`` to ``max_backoff`` seconds, jittered),
     logged once per outage; a change that could not be sent is sent after the
     reconnect. A silent connection is noticed within ``keepalive`` plus ``timeout``
     seconds.
 
     ``connections`` counts successful connects; ``connected`` is set while reading;
-    ``last_id`` is the last stream entry read; ``pending`` holds unsent changes.
+    ``last_id`` is the last stream entry read; ``pending`` holds unsent changes;
+    ``on_connect`` callables are called after each connect and catch-up, and
+    :meth:`wake` cuts a reconnect's backoff short.
     """
+
+    in_store_database = False  # Redis answering says nothing of the store
+
+    up_log = "version feed reading %r (connection %d)"
+    again_log = None  # a reconnect is logged at INFO, like the first connect
 
     def __init__(
         self,
@@ -111,7 +112,8 @@ class RedisVersionFeed(VersionFeed):
         batch: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(max_age, clock=clock)
+        super().__init__(max_age, min_backoff=min_backoff, max_backoff=max_backoff,
+                         clock=clock)
         if not channel:
             raise ValueError("channel must not be empty")
         if keepalive <= 0 or timeout <= 0 or batch < 1:
@@ -120,8 +122,6 @@ class RedisVersionFeed(VersionFeed):
         self.epoch_key = f"{channel}:epoch"
         self.margin = margin
         self.keepalive = keepalive
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
         self.timeout = timeout
         self.batch = batch
         self.owns_client = isinstance(redis, str)
@@ -132,12 +132,9 @@ class RedisVersionFeed(VersionFeed):
         self.last_id: str | None = None  # the last stream entry read
         self.last_alive: datetime | None = None  # wall clock, Redis last answered a read
         self.behind: datetime | None = None  # the store must be read since then
-        self.connections = 0
         self.pending: dict[str, int] = {}  # changes not sent yet
         self.sending_failed = False
         self.store_failed = False
-        self.task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
         self.lock = asyncio.Lock()  # one sender at a time
         if store is not None:
             self.watch(store)
@@ -167,84 +164,27 @@ class RedisVersionFeed(VersionFeed):
 
     # Lifecycle
 
-    async def start(self, wait: float | None = 5.0) -> None:
-        """Start reading; wait up to ``wait`` seconds for the first catch-up."""
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self.run())
-        if wait:
-            try:
-                await asyncio.wait_for(self.connected.wait(), wait)
-            except TimeoutError:
-                logger.warning("version feed not connected after %ss; serving anyway", wait)
-
     async def stop(self) -> None:
         """Stop reading; close the client if the feed made it."""
-        task, self.task = self.task, None
-        if task is not None:
-            # On Python 3.11 a cancel can be lost inside redis-py (asyncio.wait_for
-            # returns when its future is already done): cancel until it ends.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.1)
-            with contextlib.suppress(asyncio.CancelledError):
-                task.result()
+        await super().stop()
         if self.owns_client:
             await self.client.aclose()
 
-    async def __aenter__(self) -> RedisVersionFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.stop()
-
-    async def run(self) -> None:
-        """Read, and reconnect with backoff whenever the connection is lost."""
-        delay = self.min_backoff
-        failing = False
-        while True:
-            connections = self.connections
-            reason: object = "closed"
-            try:
-                await self.listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = _reason(exc)
-            if self.connections != connections:  # it was up: a new outage begins
-                delay, failing = self.min_backoff, False
-            if not failing:  # logged once per outage
-                logger.warning("version feed connection lost (%s); reconnecting", reason)
-                failing = True
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.max_backoff)
-
     async def listen(self) -> None:
         """One connection's life: find where to read from, catch up, then follow."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self.resume_point()
-            while await self.read(block=None) == self.batch:
-                pass  # catching up, a batch at a time
-            await self.catch_up_from_store()
-            self.connections += 1
-            self.connected.set()
-            logger.info("version feed reading %r (connection %d)",
-                        self.channel, self.connections)
-            await self.flush()
-            while True:
-                await self.read(block=self.block)
-                if self.pending:
-                    await self.flush()
-                if self.behind is not None:
-                    await self.catch_up_from_store()
-        finally:
-            self.connected.clear()
+        async with asyncio.timeout(self.timeout):
+            await self.resume_point()
+        while await self.read(block=None) == self.batch:
+            pass  # catching up, a batch at a time
+        await self.catch_up_from_store()
+        self.connected_now()
+        await self.flush()
+        while True:
+            await self.read(block=self.block)
+            if self.pending:
+                await self.flush()
+            if self.behind is not None:
+                await self.catch_up_from_store()
 
     async def resume_point(self) -> None:
         """Set ``last_id`` (and ``behind``) from the epoch and the server's clock."""
@@ -309,7 +249,7 @@ class RedisVersionFeed(VersionFeed):
         except Exception as exc:
             if not self.store_failed:  # logged once until it succeeds
                 logger.warning("version feed: reading the store's changes failed (%s); "
-                               "trying again every %ss", _reason(exc), self.block / 1000)
+                               "trying again every %ss", describe(exc), self.block / 1000)
                 self.store_failed = True
             return
         for user in users:
@@ -344,7 +284,7 @@ class RedisVersionFeed(VersionFeed):
         except Exception as exc:
             if not self.sending_failed:
                 logger.warning("version feed: sending failed (%s); sent after reconnect",
-                               _reason(exc))
+                               describe(exc))
                 self.sending_failed = True
         else:
             self.sending_failed = False
