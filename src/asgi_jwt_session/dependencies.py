@@ -167,11 +167,14 @@ def documented(dependency: Callable[..., Any], responses: Responses,
 def merge(into: Responses, responses: Mapping[int | str, dict[str, Any]]) -> None:
     """Add ``responses`` to ``into``; two descriptions of one status are joined."""
     for status_code, response in responses.items():
-        known = into.get(status_code, into.get(str(status_code)))
+        key = status_code if status_code in into or str(status_code) not in into else str(
+            status_code)
+        known = into.get(key)
         if known is None:
-            into[status_code] = dict(response)
+            into[key] = dict(response)
         elif response["description"] not in known.get("description", ""):
-            known["description"] = f"{known.get('description', '')}; {response['description']}"
+            description = f"{known.get('description', '')}; {response['description']}"
+            into[key] = {**known, "description": description}
 
 
 def guard_responses(dependant: Dependant) -> Responses:
