@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install test test-fast lint typecheck pytest demo bench bench-full clean
+.PHONY: install test test-fast lint typecheck pytest demo docs bench bench-full clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,22 +18,25 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
-	$(VENV)/bin/mypy src demo benchmarks support
+	$(VENV)/bin/mypy src demo benchmarks support examples
 
 pytest: install
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
 
-# Everything but the tests that need PostgreSQL, Redis, a browser, node or a package
-# build (the markers in pyproject.toml), with a tenth of the property tests' examples;
+# Everything but the tests that need PostgreSQL, Redis, a browser, node, a package
+# build or the docs site build (the markers in pyproject.toml), with a tenth of the property tests' examples;
 # `make test` runs all of it in full, and under CI=true a missing server or tool fails.
-FAST := not postgres and not redis and not browser and not node and not packaging
+FAST := not postgres and not redis and not browser and not node and not packaging and not docs
 test-fast: install
 	HYPOTHESIS_PROFILE=fast $(VENV)/bin/pytest -q -n 2 -m "$(FAST)"
 
+docs: install
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) site .pytest_cache .mypy_cache .ruff_cache
 
 BENCH_FLAGS ?=
 
