@@ -26,8 +26,9 @@ pytest: install
 test: lint typecheck pytest
 
 # Everything but the tests that need PostgreSQL, Redis, a browser, node, a package
-# build or the docs site build (the markers in pyproject.toml), with a tenth of the property tests' examples;
-# `make test` runs all of it in full, and under CI=true a missing server or tool fails.
+# build or the docs site build (the markers in pyproject.toml), with a tenth of the
+# property tests' examples, on two workers; `make test` runs all of it in full, and
+# under CI=true a missing server or tool fails.
 FAST := not postgres and not redis and not browser and not node and not packaging and not docs
 test-fast: install
 	HYPOTHESIS_PROFILE=fast $(VENV)/bin/pytest -q -n 2 -m "$(FAST)"
