@@ -224,8 +224,9 @@ class JWTSessionMiddleware:
                     # "headers" is optional in websocket.accept, and may be any iterable.
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
-                    headers.extend((b"set-cookie", line.encode("latin-1"))
-                                   for line in lines)
+                    if lines:
+                        headers.extend((b"set-cookie", line.encode("latin-1"))
+                                       for line in lines)
             await send(message)
 
         try:
