@@ -102,6 +102,14 @@ class Accounts:
             {"email": user.email.lower(), "user_id": user.id, "password_hash": encoded},
         )
 
+    async def change_password(self, user_id: str, password: str) -> None:
+        """Replace the password of ``user_id`` (a new salt, a new hash)."""
+        encoded = await anyio.to_thread.run_sync(hash_password, password)
+        await self.store.database.execute(
+            "UPDATE demo_passwords SET password_hash = :password_hash WHERE user_id = :user_id",
+            {"user_id": user_id, "password_hash": encoded},
+        )
+
     async def seed(self) -> bool:
         """Create the demo accounts in an empty database. True when it did."""
         if await self.store.list_users():

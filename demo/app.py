@@ -32,6 +32,8 @@ from asgi_jwt_session import (
     UnknownUser,
     auth,
     login,
+    logout,
+    reauthenticate,
     require_admin,
     require_role,
     requires_login,
@@ -41,6 +43,20 @@ from asgi_jwt_session import (
 from asgi_jwt_session.csrf import csrf_token, set_csrf_cookie, verify_csrf
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness
+from asgi_jwt_session.guards import require_fresh_login
+from asgi_jwt_session.impersonation import (
+    ImpersonationError,
+    ImpersonationEvent,
+    impersonate,
+    stop_impersonating,
+)
+from asgi_jwt_session.registry import (
+    SessionRegistry,
+    coarse_device,
+    list_sessions,
+    revoke_other_sessions,
+    revoke_session,
+)
 from asgi_jwt_session.responses import safe_next
 from asgi_jwt_session.store import RoleStore
 from demo.accounts import DEMO_ACCOUNTS, Accounts
@@ -48,6 +64,10 @@ from demo.accounts import DEMO_ACCOUNTS, Accounts
 HERE = Path(__file__).resolve().parent
 SECRET_FILE = HERE / ".secret"
 DEFAULT_DATABASE_URL = f"sqlite:///{HERE / 'demo.sqlite3'}"
+SESSIONS_TABLE = "user_sessions"  # the session registry's table, beside ``users``
+FRESH_LOGIN_AGE = 300  # seconds: how recent a sign-in the password change asks for
+MIN_PASSWORD = 8
+DEMO_PASSWORDS = {account.email: account.password for account in DEMO_ACCOUNTS}
 
 # What each page needs, for the forbidden page to say so.
 PAGE_ROLES = {"/org": Role.ORG_ADMIN, "/admin": Role.ADMIN}
@@ -126,10 +146,25 @@ async def home(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+async def login_context(request: Request) -> dict[str, Any]:
+    """The sign-in page's accounts: the database's users and roles, with the seeded
+    demo password of each seeded email (a password changed since is not known)."""
+    users = await store_of(request).list_users()
+    accounts = [{"email": user.email, "role": user.role,
+                 "password": DEMO_PASSWORDS.get(user.email or "")}
+                for user in users if user.email and not user.disabled]
+    return {"accounts": accounts}
+
+
 async def login_page(request: Request) -> Response:
     next_url = safe_next(request.query_params.get("next"), "/dashboard")
-    return render(request, "login.html", {"next": next_url, "accounts": DEMO_ACCOUNTS,
-                                          "asked_for": request.query_params.get("next")})
+    session = auth(request)
+    reauth = request.query_params.get("reauth") == "1" and session is not None
+    context = {"next": next_url, "asked_for": request.query_params.get("next"),
+               "reauth": reauth,
+               "signed_out": "signed_out" in request.query_params and session is None,
+               **await login_context(request)}
+    return render(request, "login.html", context)
 
 
 async def login_submit(request: Request) -> Response:
@@ -139,10 +174,29 @@ async def login_submit(request: Request) -> Response:
     next_url = safe_next(form.get("next"), "/dashboard")
     user = await accounts_of(request).authenticate(email, password)
     if user is None:
-        context = {"next": next_url, "accounts": DEMO_ACCOUNTS, "email": email,
-                   "error": "Wrong email or password."}
+        context = {"next": next_url, "email": email, "error": "Wrong email or password.",
+                   **await login_context(request)}
         return render(request, "login.html", context, status_code=400)
     login(request, user.id, user.role, version=user.session_version, email=user.email)
+    return RedirectResponse(next_url, status_code=303)
+
+
+async def confirm_submit(request: Request) -> Response:
+    """The re-enter-password form (``/login?reauth=1``): the signed-in user proves their
+    password again, and ``reauthenticate()`` makes the session fresh."""
+    await verify_csrf(request)
+    session = auth(request)
+    if session is None or session.user is None:
+        return RedirectResponse("/login", status_code=303)
+    form = await request.form()
+    next_url = safe_next(form.get("next"), "/dashboard")
+    actor = session.user.actor or session.user  # impersonating: the admin's password
+    email = str(actor.get("email") or "")
+    if await accounts_of(request).authenticate(email, str(form.get("password", ""))) is None:
+        context = {"next": next_url, "reauth": True, "error": "Wrong password.",
+                   **await login_context(request)}
+        return render(request, "login.html", context, status_code=400)
+    reauthenticate(request)
     return RedirectResponse(next_url, status_code=303)
 
 
@@ -163,13 +217,26 @@ async def admin_page(request: Request) -> Response:
     return render(request, "admin.html", {"users": users, "roles": list(Role)})
 
 
+async def leaves_no_admin(store: RoleStore, user_id: str, role: str) -> bool:
+    """True when giving ``user_id`` the role ``role`` would leave no enabled admin."""
+    users = await store.list_users()
+    admins = [user.id for user in users if user.role == Role.ADMIN and not user.disabled]
+    return role != Role.ADMIN and admins == [user_id]
+
+
 async def change_role(request: Request) -> Response:
     me = require_admin(request)
     await verify_csrf(request)
     form = await request.form()
     user_id = request.path_params["user_id"]
+    role = str(form.get("role", ""))
+    store = store_of(request)
+    if await leaves_no_admin(store, user_id, role):
+        request.session["flash"] = (f"Not changed: {user_id} is the last admin. Make someone "
+                                    "else an admin first.")
+        return RedirectResponse("/admin", status_code=303)
     try:
-        user = await update_user_role(store_of(request), user_id, str(form.get("role", "")))
+        user = await update_user_role(store, user_id, role)
     except (UnknownUser, UnknownRole) as exc:
         request.session["flash"] = f"Not changed: {exc}"
         return RedirectResponse("/admin", status_code=303)
@@ -178,6 +245,134 @@ async def change_role(request: Request) -> Response:
         session.set_role(user.role, version=user.session_version)
     request.session["flash"] = f"{user.id} is now {user.role}: they see it on their next request."
     return RedirectResponse("/admin", status_code=303)
+
+
+# --- session management: active sessions, fresh login, impersonation --------------------
+
+
+async def sign_out(request: Request) -> Response:
+    """Sign out here and end the session everywhere (OWASP ASVS 3.3.1): its registry row
+    is revoked first, so a copy of this cookie stops working too; then ``logout()``."""
+    await verify_csrf(request)
+    session = auth(request)
+    if session is not None:
+        session_id = session.actor.jti if session.actor is not None else session.jti
+        if session_id is not None:
+            await revoke_session(store_of(request), session_id)
+        logout(request)
+    form = await request.form()
+    return RedirectResponse(safe_next(form.get("next"), "/login?signed_out"), status_code=303)
+
+
+def while_viewing_as(request: Request) -> Response | None:
+    """A redirect with a message when an admin views the app as someone else: their
+    sessions and password are theirs to manage, not the admin's."""
+    session = auth(request)
+    if session is None or session.actor is None:
+        return None
+    request.session["flash"] = "Not while viewing as another user: go back first."
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@requires_login
+async def sessions_page(request: Request) -> Response:
+    """The user's signed-in sessions (the registry's rows), this one marked."""
+    session = auth(request)
+    assert session is not None and session.user is not None
+    if (refused := while_viewing_as(request)) is not None:
+        return refused
+    records = await list_sessions(store_of(request), session.user.id)
+    return render(request, "sessions.html", {"records": records, "current": session.jti})
+
+
+@requires_login
+async def sessions_revoke(request: Request) -> Response:
+    """Sign one of your sessions out, wherever it is used; this one signs you out."""
+    await verify_csrf(request)
+    session = auth(request)
+    assert session is not None and session.user is not None
+    if (refused := while_viewing_as(request)) is not None:
+        return refused
+    session_id = request.path_params["session_id"]
+    mine = {record.id for record in await list_sessions(store_of(request), session.user.id)}
+    if session_id not in mine:  # unknown, or another user's: the same answer
+        request.session["flash"] = "No such session."
+        return RedirectResponse("/sessions", status_code=303)
+    await revoke_session(store_of(request), session_id)
+    if session_id == session.jti:
+        session.logout()
+        return RedirectResponse("/login?signed_out", status_code=303)
+    request.session["flash"] = ("That device is signed out: its next request lands on "
+                                "the sign-in page.")
+    return RedirectResponse("/sessions", status_code=303)
+
+
+@requires_login
+async def sessions_revoke_others(request: Request) -> Response:
+    await verify_csrf(request)
+    if (refused := while_viewing_as(request)) is not None:
+        return refused
+    await revoke_other_sessions(request)
+    request.session["flash"] = "Every other device is signed out; you stay signed in here."
+    return RedirectResponse("/sessions", status_code=303)
+
+
+async def password_page(request: Request) -> Response:
+    require_fresh_login(request, max_age=fresh_login_age(request))
+    if (refused := while_viewing_as(request)) is not None:
+        return refused
+    return render(request, "password.html")
+
+
+async def password_submit(request: Request) -> Response:
+    """A sensitive action: behind a fresh login; then every other session ends."""
+    user = require_fresh_login(request, max_age=fresh_login_age(request))
+    await verify_csrf(request)
+    if (refused := while_viewing_as(request)) is not None:
+        return refused
+    form = await request.form()
+    password = str(form.get("password", ""))
+    if len(password) < MIN_PASSWORD:
+        context = {"error": f"At least {MIN_PASSWORD} characters."}
+        return render(request, "password.html", context, status_code=400)
+    await accounts_of(request).change_password(user.id, password)
+    await revoke_other_sessions(request)  # a credential change: sign out elsewhere
+    request.session["flash"] = "Password changed; every other device is signed out."
+    return RedirectResponse("/sessions", status_code=303)
+
+
+def fresh_login_age(request: Request) -> int:
+    age: int = request.app.state.fresh_login_age
+    return age
+
+
+async def view_as(request: Request) -> Response:
+    """Admin "view as this user": ``impersonate()``; a banner shows it on every page."""
+    require_admin(request)
+    await verify_csrf(request)
+    user_id = request.path_params["user_id"]
+    target = await store_of(request).get_user(user_id)
+    claims: dict[str, Any] = {"email": target.email} if target is not None and target.email else {}
+    try:
+        await impersonate(request, store_of(request), user_id, on_event=audit, **claims)
+    except ImpersonationError as exc:
+        request.session["flash"] = f"Not started: {exc.detail}"
+        return RedirectResponse("/admin", status_code=303)
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+async def stop_view_as(request: Request) -> Response:
+    await verify_csrf(request)
+    try:
+        await stop_impersonating(request, on_event=audit)
+    except ImpersonationError:
+        return RedirectResponse("/dashboard", status_code=303)
+    return RedirectResponse("/admin", status_code=303)
+
+
+def audit(event: ImpersonationEvent) -> None:
+    """Every start and stop of an impersonation: the app's audit log (here, the log)."""
+    logger.info("audit: %s views as %s: %s", event.actor.id, event.user.id, event.action)
 
 
 # --- JSON API and websocket --------------------------------------------------------------
@@ -189,7 +384,7 @@ async def api_me(request: Request) -> JSONResponse:
     assert session is not None and session.user is not None
     user = session.user
     return JSONResponse({"id": user.id, "role": user.role, "email": user.get("email"),
-                         "expires": when(session.expires_at)})
+                         "expires": when(session.expires_at), "version": session.version})
 
 
 async def api_admin_users(request: Request) -> JSONResponse:
@@ -229,10 +424,15 @@ async def forbidden(conn: HTTPConnection, exc: Exception) -> Response:
 # --- the app ---------------------------------------------------------------------------
 
 
-def create_app(database: str | None = None, secret: str | None = None) -> Starlette:
+def create_app(database: str | None = None, secret: str | None = None, *,
+               fresh_login_age: int | None = None) -> Starlette:
     """The demo app on ``database`` (a URL; default ``database_url()``) with ``secret``
-    (default ``secret_key()``). Tables are created and seeded at start-up."""
-    store = RoleStore(database or database_url())
+    (default ``secret_key()``). Tables are created and seeded at start-up.
+    ``fresh_login_age``: seconds a sign-in counts as fresh for the password change
+    (default ``FRESH_LOGIN_AGE`` env, else 300)."""
+    if fresh_login_age is None:
+        fresh_login_age = int(os.environ.get("FRESH_LOGIN_AGE") or FRESH_LOGIN_AGE)
+    store = RoleStore(database or database_url(), sessions_table=SESSIONS_TABLE)
     accounts = Accounts(store)
 
     @asynccontextmanager
@@ -245,19 +445,31 @@ def create_app(database: str | None = None, secret: str | None = None) -> Starle
             yield
 
     # Freshness: with the store, a role change made here reaches the user's session on
-    # their next request, and any other change within `revalidate_after` seconds.
+    # their next request, and any other change within `revalidate_after` seconds. The
+    # registry records each sign-in (a row per session) for the "Active sessions" page.
+    registry = SessionRegistry(store, device=coarse_device)
+    freshness = Freshness(store, revalidate_after=60, registry=registry)
     middleware = [
         Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
-                   freshness=Freshness(store, revalidate_after=60)),
+                   freshness=freshness),
     ]
     routes = [
         Route("/", home),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login_submit, methods=["POST"]),
+        Route("/login/confirm", confirm_submit, methods=["POST"]),
+        Route("/signout", sign_out, methods=["POST"]),
         Route("/dashboard", dashboard),
         Route("/org", org_page),
         Route("/admin", admin_page),
         Route("/admin/users/{user_id}/role", change_role, methods=["POST"]),
+        Route("/admin/users/{user_id}/view-as", view_as, methods=["POST"]),
+        Route("/view-as/stop", stop_view_as, methods=["POST"]),
+        Route("/sessions", sessions_page),
+        Route("/sessions/revoke-others", sessions_revoke_others, methods=["POST"]),
+        Route("/sessions/{session_id}/revoke", sessions_revoke, methods=["POST"]),
+        Route("/account/password", password_page, methods=["GET"]),
+        Route("/account/password", password_submit, methods=["POST"]),
         Route("/api/me", api_me),
         Route("/api/admin/users", api_admin_users),
         WebSocketRoute("/ws/org", org_socket),
@@ -268,4 +480,5 @@ def create_app(database: str | None = None, secret: str | None = None) -> Starle
                     exception_handlers={PermissionDenied: forbidden})
     app.state.store = store
     app.state.accounts = accounts
+    app.state.fresh_login_age = fresh_login_age
     return app

@@ -73,13 +73,14 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 class DemoServer:
     """``python -m demo`` in a subprocess, on a free port, with a temp SQLite file."""
 
-    def __init__(self, directory: Path, *, https: bool = False) -> None:
+    def __init__(self, directory: Path, *, https: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.scheme = "https" if https else "http"
         self.database = directory / "demo.sqlite3"
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.database}",
-               "SESSION_SECRET": secrets.token_urlsafe(32)}
+               "SESSION_SECRET": secrets.token_urlsafe(32), **(env or {})}
         command = [sys.executable, "-m", "demo", "--host", "127.0.0.1",
                    "--port", str(self.port), "--log-level", "warning"]
         if https:
@@ -219,7 +220,7 @@ def test_postgresql(postgres_url: str) -> None:
     with TestClient(create_app(postgres_url, SECRET)) as client:  # not seeded again
         assert sign_in(client, "uma").status_code == 303
         assert client.get("/api/me", headers=JSON).json()["role"] == "ORG_ADMIN"
-        assert len(client.get("/api/me", headers=JSON).json()) == 4
+        assert len(client.get("/api/me", headers=JSON).json()) == 5
 
 
 def test_password_hashing() -> None:
@@ -411,25 +412,88 @@ def test_only_admins_change_roles(client: TestClient) -> None:
 
 def test_admin_changing_their_own_role_sees_it_at_once(client: TestClient) -> None:
     sign_in(client, "ada")
+    assert change_role(client, "olga", "ADMIN").status_code == 303  # not the last admin
     assert change_role(client, "ada", "ORG_ADMIN").status_code == 303
     assert client.get("/api/me", headers=JSON).json()["role"] == "ORG_ADMIN"
     assert client.get("/admin", headers=HTML).status_code == 403
 
 
-def test_sign_out_form(client: TestClient) -> None:
+def test_the_last_admin_keeps_the_role(client: TestClient) -> None:
+    sign_in(client, "ada")
+    for role in ("ORG_ADMIN", "USER"):
+        assert change_role(client, "ada", role).status_code == 303
+        page = client.get("/admin")
+        assert "Not changed: ada is the last admin" in page.text
+        row = page.text.split('id="user-ada"')[1].split("</tr>")[0]
+        assert "<td>1</td>" in row  # nothing written: the version is as seeded
+    assert client.get("/api/me", headers=JSON).json()["role"] == "ADMIN"
+    assert client.get("/admin", headers=HTML).status_code == 200
+    assert change_role(client, "ada", "ADMIN").status_code == 303  # staying admin is fine
+    assert "ada is now ADMIN" in client.get("/admin").text
+
+    # With a second admin, either may step down, but not both.
+    assert change_role(client, "uma", "ADMIN").status_code == 303
+    assert change_role(client, "uma", "USER").status_code == 303
+    assert "uma is now USER" in client.get("/admin").text
+    assert change_role(client, "ada", "USER").status_code == 303
+    assert "Not changed: ada is the last admin" in client.get("/admin").text
+
+
+def test_sign_in_page_lists_the_database_users(client: TestClient) -> None:
+    sign_in(client, "ada")
+    assert change_role(client, "uma", "ORG_ADMIN").status_code == 303
+    client.cookies.clear()
+    page = client.get("/login").text
+    rows = re.findall(r"<td>([a-z]+@example\.com)</td>\s*<td><span class=\"role [^\"]+\">(\w+)<",
+                      page)
+    assert rows == [("ada@example.com", "ADMIN"), ("olga@example.com", "ORG_ADMIN"),
+                    ("ulf@example.com", "USER"), ("uma@example.com", "ORG_ADMIN")]
+
+
+def test_dashboard_shows_the_current_session_version(client: TestClient,
+                                                     database: Path) -> None:
+    sign_in(client, "ulf")
+    assert "data-session-version>1<" in client.get("/dashboard").text
+    with TestClient(create_app(f"sqlite:///{database}", SECRET)) as admin:
+        sign_in(admin, "ada")
+        assert change_role(admin, "ulf", "ORG_ADMIN").status_code == 303
+    token = client.get("/auth/session").json()["csrfToken"]
+    client.post("/auth/session/refresh", headers={"x-csrf-token": token})
+    assert client.get("/api/me", headers=JSON).json()["version"] == 2
+    assert "data-session-version>2<" in client.get("/dashboard").text
+
+
+def test_signed_out_message_and_favicon(client: TestClient) -> None:
     sign_in(client, "uma")
     page = client.get("/dashboard")
-    token = re.search(r'action="/auth/signout">\s*<input type="hidden" name="csrf_token" '
+    assert '<input type="hidden" name="next" value="/login?signed_out">' in page.text
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text
+    assert client.get("/static/favicon.svg").status_code == 200
+    assert "You are signed out" not in client.get("/login?signed_out").text  # still in
+    client.post("/auth/signout", data={"csrf_token": csrf(client)}, headers=HTML)
+    assert "You are signed out." in client.get("/login?signed_out").text
+    assert "You are signed out." not in client.get("/login").text
+
+
+def test_sign_out_form(client: TestClient) -> None:
+    sign_in(client, "uma")
+    copy = dict(client.cookies)  # a copy of the cookie, as a thief would keep it
+    page = client.get("/dashboard")
+    token = re.search(r'action="/signout">\s*<input type="hidden" name="csrf_token" '
                       r'value="([^"]+)"', page.text)
     assert token is not None
-    response = client.post("/auth/signout", data={"csrf_token": token.group(1),
-                                                  "next": "/login"},
+    response = client.post("/signout", data={"csrf_token": token.group(1),
+                                             "next": "/login?signed_out"},
                            headers=HTML, follow_redirects=False)
     assert response.status_code == 303
-    assert response.headers["location"] == "/login"
+    assert response.headers["location"] == "/login?signed_out"
     assert response.headers["set-cookie"].startswith("session=; ")
     assert "Max-Age=0" in response.headers["set-cookie"]
     assert client.get("/api/me", headers=JSON).status_code == 401
+    client.cookies.update(copy)  # the session was revoked, not only this cookie expired
+    assert client.get("/api/me", headers=JSON).status_code == 401
+    assert client.post("/signout", data={"csrf_token": "x" * 43},
+                       headers=HTML).status_code == 403
 
 
 def test_a_bogus_cookie_reads_as_signed_out(client: TestClient) -> None:
@@ -485,3 +549,151 @@ def test_real_server_over_https_sets_secure_cookies(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "demo accounts" in server.log_path.read_text()
+
+
+# --- session management: active sessions, fresh login, view as ---------------------------
+
+
+def post_form(client: TestClient, path: str, **fields: str) -> httpx.Response:
+    return client.post(path, data={"csrf_token": csrf(client), **fields}, headers=HTML,
+                       follow_redirects=False)
+
+
+def session_ids(page: str) -> list[str]:
+    return re.findall(r'action="/sessions/([A-Za-z0-9_-]+)/revoke"', page)
+
+
+def test_active_sessions_sign_out_another_device(client: TestClient) -> None:
+    sign_in(client, "uma")
+    laptop = dict(client.cookies)
+    client.cookies.clear()
+    sign_in(client, "uma")  # a second browser
+    page = client.get("/sessions", headers=HTML)
+    assert page.status_code == 200
+    ids = session_ids(page.text)
+    assert len(ids) == 2
+    assert page.text.count("data-current") == 1
+    current = re.search(r'data-current>.*?/sessions/([A-Za-z0-9_-]+)/revoke', page.text,
+                        re.S)
+    assert current is not None
+    [other] = [id_ for id_ in ids if id_ != current.group(1)]
+
+    response = post_form(client, f"/sessions/{other}/revoke")
+    assert response.headers["location"] == "/sessions"
+    page = client.get("/sessions")
+    assert "That device is signed out" in page.text
+    assert session_ids(page.text) == [current.group(1)]
+
+    phone = dict(client.cookies)
+    client.cookies.clear()
+    client.cookies.update(laptop)
+    response = client.get("/dashboard", headers=HTML, follow_redirects=False)
+    assert response.headers["location"] == "/login?next=%2Fdashboard"
+    client.cookies.clear()
+    client.cookies.update(phone)
+    assert client.get("/dashboard", headers=HTML).status_code == 200
+
+
+def test_sessions_refuse_another_users_id_and_sign_out_here(client: TestClient) -> None:
+    sign_in(client, "ulf")
+    [ulf_session] = session_ids(client.get("/sessions").text)
+    client.cookies.clear()
+    sign_in(client, "uma")
+    post_form(client, f"/sessions/{ulf_session}/revoke")
+    assert "No such session." in client.get("/sessions").text
+    post_form(client, "/sessions/not-an-id/revoke")
+    assert "No such session." in client.get("/sessions").text
+
+    [mine] = session_ids(client.get("/sessions").text)
+    response = post_form(client, f"/sessions/{mine}/revoke")
+    assert response.headers["location"] == "/login?signed_out"
+    assert client.get("/api/me", headers=JSON).status_code == 401
+
+
+def test_sign_out_all_other_devices(client: TestClient) -> None:
+    others = []
+    for _ in range(2):
+        sign_in(client, "olga")
+        others.append(dict(client.cookies))
+        client.cookies.clear()
+    sign_in(client, "olga")
+    assert len(session_ids(client.get("/sessions").text)) == 3
+    assert post_form(client, "/sessions/revoke-others").status_code == 303
+    page = client.get("/sessions")
+    assert "Every other device is signed out" in page.text
+    assert len(session_ids(page.text)) == 1
+    assert client.get("/api/me", headers=JSON).status_code == 200
+    here = dict(client.cookies)
+    for cookies in others:
+        client.cookies.clear()
+        client.cookies.update(cookies)
+        assert client.get("/api/me", headers=JSON).status_code == 401
+    client.cookies.clear()
+    client.cookies.update(here)
+    assert client.get("/api/me", headers=JSON).status_code == 200
+
+
+def test_password_change_needs_a_fresh_login(database: Path) -> None:
+    with TestClient(create_app(f"sqlite:///{database}", SECRET, fresh_login_age=1)) as client:
+        sign_in(client, "ulf")
+        elsewhere = dict(client.cookies)
+        client.cookies.clear()
+        sign_in(client, "ulf")
+        assert client.get("/account/password", headers=HTML).status_code == 200  # fresh
+        time.sleep(2.1)
+        response = client.get("/account/password", headers=HTML, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=%2Faccount%2Fpassword&reauth=1"
+        page = client.get(response.headers["location"])
+        assert "Confirm your password" in page.text
+        assert 'action="/login/confirm"' in page.text
+        json = client.post("/account/password", data={"password": "x"}, headers=JSON)
+        assert json.status_code == 401
+        assert json.json()["reason"] == "reauthentication_required"
+
+        wrong = post_form(client, "/login/confirm", password="nope", next="/account/password")
+        assert wrong.status_code == 400
+        assert "Wrong password." in wrong.text
+        right = post_form(client, "/login/confirm", password=PASSWORDS["ulf"],
+                          next="/account/password")
+        assert right.headers["location"] == "/account/password"
+        assert client.get("/account/password", headers=HTML).status_code == 200
+
+        assert post_form(client, "/account/password", password="short").status_code == 400
+        done = post_form(client, "/account/password", password="a-new-password")
+        assert done.headers["location"] == "/sessions"
+        assert "Password changed" in client.get("/sessions").text
+        assert client.get("/api/me", headers=JSON).status_code == 200  # stays here
+        client.cookies.clear()
+        client.cookies.update(elsewhere)
+        assert client.get("/api/me", headers=JSON).status_code == 401  # signed out there
+        assert sign_in(client, "ulf").status_code == 400  # the old password is gone
+        form = {"email": EMAILS["ulf"], "password": "a-new-password",
+                "csrf_token": csrf(client)}
+        assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+
+
+def test_admin_views_as_a_user_and_comes_back(client: TestClient) -> None:
+    sign_in(client, "ada")
+    response = post_form(client, "/admin/users/uma/view-as")
+    assert response.headers["location"] == "/dashboard"
+    page = client.get("/dashboard")
+    assert "Hello, uma" in page.text
+    assert "data-impersonating" in page.text
+    assert "You are <strong>ada</strong>, viewing the app as" in page.text
+    assert client.get("/api/me", headers=JSON).json()["email"] == "uma@example.com"
+    assert client.get("/admin", headers=HTML).status_code == 403  # uma's role now
+    assert client.get("/api/me", headers=JSON).json()["id"] == "uma"
+    assert client.get("/sessions", headers=HTML, follow_redirects=False).status_code == 303
+
+    back = post_form(client, "/view-as/stop")
+    assert back.headers["location"] == "/admin"
+    page = client.get("/admin", headers=HTML)
+    assert page.status_code == 200
+    assert "data-impersonating" not in page.text
+    assert client.get("/api/me", headers=JSON).json()["id"] == "ada"
+
+    post_form(client, "/admin/users/ghost/view-as")
+    assert "Not started: No user &#39;ghost&#39;" in client.get("/admin").text
+    sign_in(client, "olga")
+    assert post_form(client, "/admin/users/uma/view-as").status_code == 403

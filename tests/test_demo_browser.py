@@ -65,8 +65,8 @@ def new_context(browser: Browser, server: DemoServer) -> Iterator[NewContext]:
     contexts: list[BrowserContext] = []
 
     def make(base_url: str = server.url, **options: Any) -> BrowserContext:
-        context = browser.new_context(base_url=base_url,
-                                      viewport={"width": 1200, "height": 800}, **options)
+        options = {"viewport": {"width": 1200, "height": 800}, **options}
+        context = browser.new_context(base_url=base_url, **options)
         context.set_default_timeout(10_000)
         contexts.append(context)
         return context
@@ -160,6 +160,7 @@ def test_promotion_shows_after_refresh(new_context: NewContext) -> None:
     expect(user.locator("dd [data-session-role]")).to_have_text("ADMIN")
     expect(user.locator(".pill [data-session-role]")).to_have_text("ADMIN")
     expect(user.locator("#browser-session")).to_contain_text('"role": "ADMIN"')
+    expect(user.locator("[data-session-version]")).to_have_text("2")  # was 1
     user.get_by_role("link", name="Admin", exact=True).click()
     expect(user.get_by_role("heading", name="Admin")).to_be_visible()
     expect(user).to_have_url(path_is("/admin"))
@@ -221,8 +222,9 @@ def test_sign_out_clears_every_session_cookie(new_context: NewContext) -> None:
     assert session_cookies(context) == ["session"]
 
     page.get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(path_is("/login"))
+    expect(page).to_have_url(path_is("/login?signed_out"))
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
     assert session_cookies(context) == []
     page.goto("/dashboard")
     expect(page).to_have_url(path_is("/login?next=%2Fdashboard"))
@@ -289,3 +291,137 @@ def test_https_secure_cookie_refresh_and_websocket(
     finally:
         context.close()
         server.stop()
+
+
+def test_narrow_screen_does_not_overflow(new_context: NewContext) -> None:
+    """At 390 px (a phone) no page is wider than the screen, and nothing is a 404
+    (the favicon included)."""
+    from playwright.sync_api import Response, expect
+
+    context = new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    missing: list[str] = []
+
+    def check(response: Response) -> None:
+        if response.status == 404:
+            missing.append(response.url)
+
+    page.on("response", check)
+    page.goto("/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    widths = {"/login": page.evaluate("document.documentElement.scrollWidth")}
+    sign_in(page, "ada", from_login_page=True)
+    expect(page).to_have_url(path_is("/dashboard"))
+    for path in ("/dashboard", "/admin", "/org", "/sessions", "/account/password"):
+        page.goto(path)
+        expect(page.locator("h1")).to_be_visible()
+        widths[path] = page.evaluate("document.documentElement.scrollWidth")
+    screenshot(page, "narrow")
+    assert all(width <= 390 for width in widths.values()), widths
+    page.goto("/dashboard")
+    page.wait_for_load_state("networkidle")
+    assert missing == []
+
+
+def test_active_sessions_sign_out_the_other_browser(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    laptop = new_context(user_agent="Laptop browser").new_page()
+    sign_in(laptop, "olga")
+    laptop.get_by_role("link", name="Sessions").click()
+    expect(laptop.get_by_role("heading", name="Active sessions")).to_be_visible()
+    rows = laptop.locator("[data-session-row]")
+    # Earlier tests left olga signed in elsewhere on this server: start from this one.
+    laptop.get_by_role("button", name="Sign out all other devices").click()
+    expect(rows).to_have_count(1)
+    phone = new_context(user_agent="Phone browser").new_page()
+    sign_in(phone, "olga")
+    expect(phone).to_have_url(path_is("/dashboard"))
+    laptop.reload()
+    expect(rows).to_have_count(2)
+    expect(laptop.locator("[data-current]")).to_contain_text("Laptop browser")
+    expect(laptop.locator("[data-current]")).to_contain_text("this device")
+    screenshot(laptop, "sessions")
+    rows.filter(has_text="Phone browser").get_by_role("button", name="Sign out").click()
+    expect(laptop.get_by_role("status")).to_contain_text("That device is signed out")
+    expect(rows).to_have_count(1)
+
+    phone.reload()  # its next request: the sign-in page
+    expect(phone).to_have_url(path_is("/login?next=%2Fdashboard"))
+    expect(phone.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    # Sign in on the phone again, then "sign out all other devices" from the laptop.
+    sign_in(phone, "olga", from_login_page=True)
+    expect(phone).to_have_url(path_is("/dashboard"))
+    laptop.reload()
+    expect(rows).to_have_count(2)
+    laptop.get_by_role("button", name="Sign out all other devices").click()
+    expect(laptop.get_by_role("status")).to_contain_text("Every other device is signed out")
+    expect(rows).to_have_count(1)
+    phone.get_by_role("link", name="Org admin").click()
+    expect(phone).to_have_url(path_is("/login?next=%2Forg"))
+    laptop.goto("/org")
+    expect(laptop.get_by_role("heading", name="Organization")).to_be_visible()
+
+
+def test_password_change_asks_for_the_password_again(
+        browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    server = DemoServer(tmp_path, env={"FRESH_LOGIN_AGE": "1"})
+    contexts = [browser.new_context(base_url=server.url) for _ in range(2)]
+    try:
+        for context in contexts:
+            context.set_default_timeout(10_000)
+        other, page = (context.new_page() for context in contexts)
+        sign_in(other, "uma")
+        expect(other).to_have_url(path_is("/dashboard"))
+        sign_in(page, "uma")
+        expect(page).to_have_url(path_is("/dashboard"))
+        page.wait_for_timeout(2100)  # the sign-in is no longer fresh
+        page.get_by_role("link", name="Password").click()
+        expect(page).to_have_url(path_is("/login?next=%2Faccount%2Fpassword&reauth=1"))
+        expect(page.get_by_role("heading", name="Confirm your password")).to_be_visible()
+        screenshot(page, "confirm-password")
+        page.get_by_label("Password").fill("wrong password")
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong password.")
+        page.get_by_label("Password").fill(ACCOUNTS["uma"].password)
+        page.get_by_role("button", name="Confirm").click()
+        expect(page).to_have_url(path_is("/account/password"))
+        page.get_by_label("New password").fill("uma-new-password")
+        page.get_by_role("button", name="Change password").click()
+        expect(page).to_have_url(path_is("/sessions"))
+        expect(page.get_by_role("status")).to_contain_text("Password changed")
+        expect(page.locator("[data-session-row]")).to_have_count(1)
+
+        other.reload()  # the other browser was signed out by the change
+        expect(other).to_have_url(path_is("/login?next=%2Fdashboard"))
+        other.get_by_label("Email").fill(ACCOUNTS["uma"].email)
+        other.get_by_label("Password").fill("uma-new-password")
+        other.get_by_role("button", name="Sign in").click()
+        expect(other).to_have_url(path_is("/dashboard"))
+    finally:
+        for context in contexts:
+            context.close()
+        server.stop()
+
+
+def test_admin_views_as_a_user(new_context: NewContext) -> None:
+    from playwright.sync_api import expect
+
+    page = new_context().new_page()
+    sign_in(page, "ada")
+    page.goto("/admin")
+    page.get_by_role("button", name="View as ulf").click()
+    expect(page).to_have_url(path_is("/dashboard"))
+    expect(page.get_by_role("heading", name="Hello, ulf")).to_be_visible()
+    banner = page.locator("[data-impersonating]")
+    expect(banner).to_contain_text("You are ada, viewing the app as ulf")
+    expect(page.locator("#browser-session")).to_contain_text('"actor"')
+    screenshot(page, "view-as")
+    page.get_by_role("button", name="Back to ada").click()
+    expect(page).to_have_url(path_is("/admin"))
+    expect(page.get_by_role("heading", name="Admin")).to_be_visible()
+    expect(banner).to_have_count(0)
+    expect(page.locator(".pill [data-session-id]")).to_have_text("ada")

@@ -48,6 +48,11 @@
         if (session === null) return;  // render() goes to the sign-in page
         const checked = $("[data-session-checked]");
         if (checked) checked.textContent = "just now";
+        const version = $("[data-session-version]");
+        if (version) {  // not in the session view: ask the API, as a page would
+          const response = await fetch("/api/me", { headers: { Accept: "application/json" } });
+          if (response.ok) version.textContent = String((await response.json()).version);
+        }
         status.textContent = `Refreshed: your role is ${session.user.role}.`;
         if (button.dataset.refresh === "reload") window.location.assign(window.location.href);
       } catch (error) {
