@@ -268,15 +268,16 @@ class Session(dict[str, Any]):
         self.accessed = True
         self.modified = True
 
-    def login(self, user_id: str, role: str, /, *, version: int | None = None,
+    def login(self, /, user_id: str, role: str, *, version: int | None = None,
               remember: bool = True, **claims: Any) -> None:
         """Sign ``user_id`` in with a new session id (no fixation).
 
         ``remember=False`` makes a browser-session cookie (no ``Max-Age``) that lives
         at most ``browser_session_lifetime`` from now.
 
-        Extra claims are keyword arguments, so none can be named ``version`` or
-        ``remember``; the reserved claim names (``sub``, ``exp``...) are refused.
+        Extra claims are keyword arguments, so none can be named ``user_id``,
+        ``version`` or ``remember``; the reserved claim names (``sub``, ``exp``...)
+        are refused.
 
         Data collected before sign-in stays, unless another user was signed in.
         """
@@ -432,7 +433,7 @@ def auth(conn: HTTPConnection | Scope) -> SignedIn | None:
     return session  # type: ignore[return-value]  # a SignedIn: its user is set
 
 
-def login(conn: HTTPConnection | Scope, user_id: str, role: str, /, *,
+def login(conn: HTTPConnection | Scope, /, user_id: str, role: str, *,
           version: int | None = None, remember: bool = True, **claims: Any) -> SignedIn:
     """Sign ``user_id`` in with ``role`` (and extra claims); a new session id is issued.
 
