@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from asgi_jwt_session.store import RoleStore
 from tests.docs_blocks import PAGES, ROOT, blocks, page_source, python_blocks
 
 SECRET = "docs-secret-0123456789abcdef-0123456789"
@@ -44,9 +45,14 @@ def run_page(page: Path) -> dict[str, Any]:
             if inspect.iscoroutine(result):
                 runner.run(result)
         namespace["__runner__"] = runner
-        check = CHECKS.get(page_id(page))
-        if check is not None:
-            check(namespace)
+        try:
+            check = CHECKS.get(page_id(page))
+            if check is not None:
+                check(namespace)
+        finally:  # a page's stores stay connected as a running app's would: close them
+            for value in list(namespace.values()):
+                if isinstance(value, RoleStore) and value.is_connected:
+                    runner.run(value.disconnect())
     return namespace
 
 

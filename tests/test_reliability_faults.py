@@ -444,6 +444,7 @@ async def test_a_sqlite_store_connects_in_the_background(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from asgi_jwt_session.store import RoleStore
 
+    before = worker_threads()
     caplog.set_level(logging.WARNING, "asgi_jwt_session")
     folder = tmp_path / "not-yet"
     store = RoleStore(f"sqlite:///{folder / 'roles.db'}", connect_retry=0.2)
@@ -466,7 +467,7 @@ async def test_a_sqlite_store_connects_in_the_background(
         await store.create_user("alice", "USER")
         assert (await store.get_user("alice")) is not None
     assert not store.is_connected
-    await aiosqlite_threads_done()
+    await aiosqlite_threads_done(before)
     messages = [r.getMessage() for r in caplog.records]
     assert any("connecting in the background" in m for m in messages)
     assert any(m.startswith("role store connected after") for m in messages)
@@ -478,18 +479,20 @@ async def test_a_sqlite_store_connects_in_the_background(
 async def test_connect_retry_none_raises(tmp_path: Path) -> None:
     from asgi_jwt_session.store import RoleStore
 
+    before = worker_threads()
     store = RoleStore(f"sqlite:///{tmp_path / 'missing' / 'roles.db'}", connect_retry=None)
     with pytest.raises(StoreUnavailable, match="cannot connect"):
         await store.connect()
     with pytest.raises(RuntimeError, match="not connected"):
         await store.get_user("alice")
-    await aiosqlite_threads_done()
+    await aiosqlite_threads_done(before)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_disconnect_stops_the_background_connect(tmp_path: Path) -> None:
     from asgi_jwt_session.store import RoleStore
 
+    before = worker_threads()
     store = RoleStore(f"sqlite:///{tmp_path / 'missing' / 'roles.db'}", connect_retry=0.05)
     await store.connect()
     task = store._connecting
@@ -498,17 +501,22 @@ async def test_disconnect_stops_the_background_connect(tmp_path: Path) -> None:
     assert task.done() and store._connecting is None
     with pytest.raises(RuntimeError, match="not connected"):
         await store.get_user("alice")
-    await aiosqlite_threads_done()
+    await aiosqlite_threads_done(before)
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-async def aiosqlite_threads_done() -> None:
+def worker_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def aiosqlite_threads_done(before: set[threading.Thread]) -> None:
     """aiosqlite stops its worker thread after a failed connect without waiting for it;
-    let the threads finish while the event loop still runs."""
+    let the test's own threads finish while the event loop still runs (threads of
+    connections other tests keep open are not the test's)."""
     with anyio.fail_after(5):
-        while any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+        while worker_threads() - before:
             await anyio.sleep(0.01)
 
 

@@ -445,6 +445,7 @@ async def test_sqlite_in_memory() -> None:
 
 
 async def test_sqlite_unreachable(tmp_path: Path) -> None:
+    before = {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
     store = RoleStore(f"sqlite:///{tmp_path / 'missing' / 'roles.db'}", connect_retry=None)
     with pytest.raises(StoreUnavailable):
         await store.connect()
@@ -453,7 +454,8 @@ async def test_sqlite_unreachable(tmp_path: Path) -> None:
     # aiosqlite stops its worker thread after a failed connect without waiting for it;
     # let the thread finish while the event loop still runs.
     with anyio.fail_after(5):
-        while any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+        while {t for t in threading.enumerate()
+               if "_connection_worker_thread" in t.name} - before:
             await anyio.sleep(0.01)
 
 
