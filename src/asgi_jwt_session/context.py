@@ -76,12 +76,17 @@ class SessionContext:
     def expires_for(self, session: Session, now: int) -> int:
         """When a token issued for ``session`` at ``now`` expires: ``max_age`` (or
         ``idle_timeout``) on, capped by the absolute lifetime from sign-in
-        (``browser_session_lifetime`` for a sign-in with ``remember=False``)."""
+        (``browser_session_lifetime`` for a sign-in with ``remember=False``), and never
+        later than the session's ``lifetime`` (the span the cookie's owner gave the
+        token it replaces, for an Auth.js cookie)."""
         config = self.config
         remember = session.remember
         auth_time = session.auth_time if session.auth_time is not None else now
-        return min(now + config.token_lifetime_for(remember),
-                   auth_time + config.lifetime(remember))
+        expires_at = min(now + config.token_lifetime_for(remember),
+                         auth_time + config.lifetime(remember))
+        if session.lifetime is not None:
+            expires_at = min(expires_at, now + session.lifetime)
+        return expires_at
 
 
 def get_context(conn: HTTPConnection | Scope) -> SessionContext | None:

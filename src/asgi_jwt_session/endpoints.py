@@ -104,11 +104,7 @@ def next_expiry(request: Request, session: Session) -> int | None:
     context = get_context(request)
     if context is None or not context.writable:
         return None
-    now = int(time.time())
-    expires_at = context.expires_for(session, now)
-    if session.lifetime is not None:  # as the middleware: the token's own lifetime
-        expires_at = min(expires_at, now + session.lifetime)
-    return expires_at
+    return context.expires_for(session, int(time.time()))
 
 
 def iso(moment: datetime) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "UnknownKey",
     "UnknownRole",
     "UnknownUser",
+    "describe",
 ]
 
 
@@ -129,3 +130,10 @@ class UnknownUser(SessionError, LookupError):
 
 class UnknownRole(SessionError, ValueError):
     """The role is not in the store's role hierarchy."""
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: message`` for a log line, never empty (``TimeoutError()`` has
+    no message)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else repr(exc)

@@ -310,7 +310,7 @@ class JWTSessionMiddleware:
         now = int(time.time())
         if session.auth_time is None:
             session.auth_time = now
-        expires_at = self.expires_for(session, now)
+        expires_at = self.context.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
         try:
             lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now,
@@ -324,18 +324,6 @@ class JWTSessionMiddleware:
         session.issued_at = now
         session.expires_at = expires_at
         return lines
-
-    def expires_for(self, session: Session, now: int) -> int:
-        """When a token issued for ``session`` at ``now`` expires (never later than its
-        ``lifetime``, the span the cookie's owner gave the token it replaces)."""
-        expires_at = self.context.expires_for(session, now)
-        if session.lifetime is not None:
-            expires_at = min(expires_at, now + session.lifetime)
-        return expires_at
-
-    def is_secure(self, scope: Scope) -> bool:
-        """Whether a cookie set in answer to this request gets ``Secure``."""
-        return self.context.is_secure(scope)
 
 
 def changed_content(session: Session, decoded: Decoded) -> bool:

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from asgi_jwt_session.errors import describe
 from asgi_jwt_session.freshness.feed import VersionFeed
 
 __all__ = ["ConnectedFeed", "describe"]
@@ -144,9 +145,3 @@ class ConnectedFeed(VersionFeed):
         than at the end of the backoff. Nothing happens while connected."""
         if not self.connected.is_set():
             self.woken.set()
-
-
-def describe(exc: BaseException) -> str:
-    """``ExceptionType: message``, never empty (``TimeoutError()`` has no message)."""
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else repr(exc)

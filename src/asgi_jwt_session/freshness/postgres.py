@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from asgi_jwt_session.freshness.connection import ConnectedFeed, describe
+from asgi_jwt_session.errors import describe
+from asgi_jwt_session.freshness.connection import ConnectedFeed
 from asgi_jwt_session.store.base import Observable, StoredUser
 
 __all__ = ["ChangeSource", "PostgresVersionFeed"]

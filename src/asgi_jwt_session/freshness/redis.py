@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from asgi_jwt_session.freshness.connection import ConnectedFeed, describe
+from asgi_jwt_session.errors import describe
+from asgi_jwt_session.freshness.connection import ConnectedFeed
 from asgi_jwt_session.store.base import Observable, StoredUser
 
 if TYPE_CHECKING:
