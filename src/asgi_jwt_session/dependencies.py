@@ -52,6 +52,7 @@ from asgi_jwt_session.endpoints import DEFAULT_TIMEOUT, session_routes
 from asgi_jwt_session.errors import NotAuthenticated
 from asgi_jwt_session.guards import (
     FRESH_LOGIN_AGE,
+    check,
     fresh_age,
     require_admin,
     require_fresh_login,
@@ -234,10 +235,7 @@ def RequireLogin(*, scheme: SessionCookie = SESSION_COOKIE) -> params.Security:
     async def current_user(conn: HTTPConnection,
                            cookie: Annotated[str | None, params.Security(scheme)]
                            ) -> SessionUser:
-        session = auth(conn)
-        if session is None:
-            raise NotAuthenticated()
-        return session.user
+        return check(conn, ())
 
     return documented(current_user, UNAUTHORIZED)
 

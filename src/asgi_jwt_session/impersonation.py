@@ -60,7 +60,7 @@ from asgi_jwt_session.errors import (
     NotAuthenticated,
 )
 from asgi_jwt_session.freshness.policy import CheckedUser, apply_user
-from asgi_jwt_session.guards import require_admin
+from asgi_jwt_session.guards import check, require_admin
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session, SessionUser, get_session, new_session_id
 from asgi_jwt_session.store.base import Store
@@ -115,13 +115,6 @@ def roles_of(scope: Scope) -> RoleHierarchy:
     return context.roles if context is not None else DEFAULT_ROLES
 
 
-def signed_in(session: Session) -> SessionUser:
-    session.mark_accessed()
-    if session.user is None:
-        raise NotAuthenticated()
-    return session.user
-
-
 def refuse(detail: str, reason: str) -> ImpersonationError:
     return ImpersonationError(detail, reason=reason)
 
@@ -171,8 +164,8 @@ async def impersonate(
     signed out when their sessions were revoked).
     """
     scope = scope_of(conn)
+    current = check(scope, ())
     session = get_session(scope)
-    current = signed_in(session)
     if session.actor is not None:
         raise refuse("Already impersonating a user: stop first", "already_impersonating")
     if not isinstance(user_id, str) or not user_id:
@@ -225,8 +218,8 @@ async def stop_impersonating(
     is not impersonating anyone.
     """
     scope = scope_of(conn)
+    user = check(scope, ())
     session = get_session(scope)
-    user = signed_in(session)
     actor = session.actor
     if actor is None:
         raise refuse("Not impersonating anyone", "not_impersonating")

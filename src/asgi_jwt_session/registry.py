@@ -39,8 +39,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.errors import NotAuthenticated
 from asgi_jwt_session.freshness.policy import CheckedUser, apply_user
+from asgi_jwt_session.guards import check
 from asgi_jwt_session.session import Session, get_session, new_session_id
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
 
@@ -224,11 +224,8 @@ async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
     cannot write the cookie (Auth.js's, read-only), and the store's errors
     (:class:`~asgi_jwt_session.errors.StoreUnavailable`).
     """
+    user = check(conn, ())
     session = get_session(conn)
-    session.mark_accessed()
-    user = session.user
-    if user is None:
-        raise NotAuthenticated()
     registry = registry_of(conn)
     if registry is None:
         raise RuntimeError("no session registry: give the middleware "
