@@ -8,22 +8,20 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
 from asgi_jwt_session.store import RoleStore, StoredSession
-from support.servers import PostgresServer, free_port, wait_for_port
+from support.servers import PostgresServer
+from tests.app_processes import App
+from tests.app_processes import start_app as start_processes_app
 from tests.conftest import SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
 REVOCATIONS = 30
 
 pytestmark = pytest.mark.postgres
@@ -96,37 +94,8 @@ async def test_store_sql(postgres: PostgresServer, table: str) -> None:
 # --- two uvicorn processes --------------------------------------------------------------------
 
 
-class App:
-    def __init__(self, url: str, process: subprocess.Popen[bytes]) -> None:
-        self.url = url
-        self.process = process
-
-    def stats(self) -> dict[str, int]:
-        response = httpx.get(f"{self.url}/stats")
-        response.raise_for_status()
-        data: dict[str, int] = response.json()
-        return data
-
-
 def start_app(env: dict[str, str]) -> App:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.registry_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )
-    try:
-        wait_for_port(port, timeout=15)
-        app = App(f"http://127.0.0.1:{port}", process)
-        deadline = time.monotonic() + 10
-        while not app.stats()["listening"]:
-            assert time.monotonic() < deadline, "the version feed did not connect"
-            time.sleep(0.02)
-    except BaseException:
-        process.terminate()
-        process.wait(10)
-        raise
-    return app
+    return start_processes_app("tests.registry_app", env)
 
 
 @pytest.fixture
