@@ -20,8 +20,6 @@ import asyncio
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from asgi_jwt_session.store import RoleStore, StoredSession
 from asgi_jwt_session.tokens import TokenCodec
 from benchmarks import inprocess, output
 from benchmarks.app import FIXED_USER, BenchConfig, Setup, make_app
+from benchmarks.bench_freshness import fake_time
 from benchmarks.strategies import BASELINE, read_jwt
 
 SECRET = "benchmark-secret-" + "x" * 32
@@ -86,17 +85,6 @@ def request_cost(requests: int) -> dict[str, Any]:
     if store.writes:
         raise RuntimeError("an ordinary request wrote to the registry")
     return inprocess.session_costs(samples, BASELINE.name)
-
-
-@contextmanager
-def fake_time(start: float) -> Iterator[list[float]]:
-    now = [start]
-    real = time.time
-    time.time = lambda: now[0]
-    try:
-        yield now
-    finally:
-        time.time = real
 
 
 async def statements() -> dict[str, int]:
