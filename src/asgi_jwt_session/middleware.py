@@ -29,7 +29,7 @@ logger = logging.getLogger("asgi_jwt_session")
 DEFAULT_ROLES = RoleHierarchy()
 NO_COOKIE = CookieRead(None, [])
 START = frozenset({"http.response.start", "websocket.accept"})
-NO_LINES: list[str] = []
+VARY_COOKIE = (b"vary", b"Cookie")
 FRONT_SIZE = 1024  # Cookie headers remembered, at most FRONT_MAX_BYTES each
 FRONT_MAX_BYTES = 8192
 DEFAULT_CONFIG = SessionConfig()
@@ -37,12 +37,31 @@ DEFAULT_CONFIG = SessionConfig()
 
 def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
     """Add ``Cookie`` to the response's ``Vary`` header (once)."""
-    for index, (name, value) in enumerate(headers):
-        if name.lower() == b"vary":
+    for name, value in headers:
+        if len(name) == 4 and name.lower() == b"vary":
             if b"cookie" not in value.lower() and value.strip() != b"*":
-                headers[index] = (name, value + b", Cookie")
+                headers[headers.index((name, value))] = (name, value + b", Cookie")
             return
-    headers.append((b"vary", b"Cookie"))
+    headers.append(VARY_COOKIE)
+
+
+class Seen:
+    """A Cookie header's session cookie as the front cache keeps it: the cookie's
+    ``name``, ``codec`` and what was ``read``, and once its token proved valid, the
+    token's ``decoded`` entry with the seconds ``quiet_from <= now < quiet_until`` in
+    which a request carrying it needs no other check (the token valid, written with
+    the newest key, not due for renewal, within the session's absolute lifetime).
+    ``lifetime`` is the session's, as the middleware derives it from the token."""
+
+    __slots__ = ("codec", "decoded", "lifetime", "name", "quiet_from", "quiet_until", "read")
+
+    def __init__(self, name: str, codec: Codec, read: CookieRead) -> None:
+        self.name = name
+        self.codec = codec
+        self.read = read
+        self.decoded: Decoded | None = None
+        self.quiet_from = self.quiet_until = 0
+        self.lifetime: int | None = None
 
 
 class JWTSessionMiddleware:
@@ -129,7 +148,7 @@ class JWTSessionMiddleware:
         self.max_chunks: dict[str, int] = {}
         self.needles: dict[str, bytes] = {}
         # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
-        self.front: dict[bytes, tuple[str, Codec, CookieRead]] = {}
+        self.front: dict[bytes, Seen] = {}
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
                           max_token_size=read_size, max_cached_size=config.max_cookie_size)
@@ -137,9 +156,10 @@ class JWTSessionMiddleware:
             self.cookies.append((name, codec, writer))
             self.max_chunks[name] = writer.chunks_for(read_size)
             self.needles[name] = name.encode("latin-1")
-        self.no_cookie = (name, codec, NO_COOKIE)
+        self.no_cookie = Seen(name, codec, NO_COOKIE)  # never decoded: no token
         self.front_size = min(FRONT_SIZE, config.cache_size)
         self.context = SessionContext(config, self.format.writable, freshness)
+        self.roles = config.roles
         # When a token is re-issued, for a remembered sign-in and for remember=False.
         self.renew_after = config.renew_after
         self.browser_renew_after = config.renew_after_for(False)
@@ -164,25 +184,100 @@ class JWTSessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        config = self.config
         now = int(time.time())
-        name, codec, (token, carried, overflow) = self.read_chunks(scope)
+        seen = self.read_chunks(scope)
+        decoded = seen.decoded
+        if decoded is not None and seen.quiet_from <= now < seen.quiet_until:
+            # A token seen before, with nothing due: valid, newest key, not for renewal.
+            session = Session.from_decoded(decoded, seen.lifetime)
+            renew = was_empty = False
+            carried = seen.read.carried
+        else:
+            opened, decoded, renew, carried = self.open(seen, now)
+            was_empty = opened is None
+            session = Session() if opened is None else opened
+        freshness = self.freshness
+        if freshness is not None and not was_empty and freshness.is_stale(session, now):
+            await freshness.revalidate(session, now)  # the only I/O, and rare
+        jti = session.jti  # a token with another jti is a new session (a sign-in)
+        scope["session"] = session
+        scope[SCOPE_KEY] = self.context
+        scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
+        started = False
+        # Work the response may need whatever the app does: renew, or expire a bad cookie.
+        pending = renew or (was_empty and bool(carried))
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = True
+            if (pending or session.accessed) and message["type"] in START:
+                if pending or session.modified:
+                    await self.start_response(message, scope, session, seen.name, carried,
+                                              renew, was_empty, decoded, jti)
+                else:  # unchanged and nothing pending: no cookie to write or expire
+                    headers = message["headers"] = list(message.get("headers", ()))
+                    add_vary_cookie(headers)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except AuthError as exc:
+            if started:
+                raise
+            await auth_error_response(scope, exc)(scope, receive, send_wrapper)
+
+    async def start_response(self, message: Message, scope: Scope, session: Session,
+                             name: str, carried: list[str], renew: bool, was_empty: bool,
+                             decoded: Decoded | None, jti: str | None) -> None:
+        """Add ``Vary: Cookie`` and the Set-Cookie lines a response needs to its start
+        ``message`` (a changed session, a renewal, a refused cookie to expire)."""
+        lines = self.set_cookie_lines(scope, session, name, carried, renew, was_empty,
+                                      decoded)
+        if lines and session.user is not None and self.freshness is not None and (
+                renew or session.jti != jti):  # a sign-in or a renewal: tell it
+            await self.freshness.issued(scope, session, session.jti != jti)
+        if lines or session.accessed:
+            # "headers" is optional in websocket.accept, and may be any iterable.
+            headers = message["headers"] = list(message.get("headers", ()))
+            add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
+            headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
+
+    def open(self, seen: Seen, now: int
+             ) -> tuple[Session | None, Decoded | None, bool, list[str]]:
+        """The session of a request whose cookie the front cache cannot vouch for:
+        ``(session or None, its token's entry, whether to re-issue it, chunk names to
+        expire if refused)``. A valid token that needs nothing yet makes ``seen`` vouch
+        for it until something is due (see :class:`Seen`)."""
+        config = self.config
+        codec = seen.codec
+        name = seen.name
+        token, carried, overflow = seen.read
         session = None
         decoded = None
         renew = False
         if token is not None:
             try:
                 decoded = codec.decode_cached(token, now)
-                session = Session.from_decoded(decoded)
+                session = Session.from_decoded(decoded, None)
                 remember = session.remember
-                if session.auth_time is not None and now > session.auth_time + (
-                        config.max_lifetime if remember else self.browser_lifetime):
+                lifetime = config.max_lifetime if remember else self.browser_lifetime
+                if session.auth_time is not None and now > session.auth_time + lifetime:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
                 renew_after = self.renew_after if remember else self.browser_renew_after
                 renew = now - issued_at >= renew_after or not codec.is_current(token)
                 if not self.owns_cookie and session.issued_at is not None:
                     session.lifetime = decoded.exp - session.issued_at
+                if not renew and self.front_size and len(token) <= codec.max_cached_size:
+                    until = min(decoded.exp + config.leeway, issued_at + renew_after - 1)
+                    if session.auth_time is not None:
+                        until = min(until, session.auth_time + lifetime)
+                    starts = [t for t in (decoded.nbf, decoded.iat) if t is not None]
+                    # Set before decoded: a thread that sees decoded sees these too.
+                    seen.quiet_from = max(starts) - config.leeway if starts else 0
+                    seen.quiet_until = until + 1
+                    seen.lifetime = session.lifetime
+                    seen.decoded = decoded
             except InvalidToken as exc:
                 logger.debug("session cookie %s refused: %s", name, exc)
                 session = decoded = None
@@ -196,52 +291,14 @@ class JWTSessionMiddleware:
             logger.info("session cookie %s not read: %s, over the %d characters read here "
                         "(max_token_size); left as it is", name, size, codec.max_token_size)
             carried = []
-        initial_session_was_empty = session is None
-        if session is None:
-            session = Session()
-        elif self.freshness is not None and self.freshness.is_stale(session, now):
-            await self.freshness.revalidate(session, now)  # the only I/O, and rare
-        jti = session.jti  # a token with another jti is a new session (a sign-in)
-        scope["session"] = session
-        scope[SCOPE_KEY] = self.context
-        scope["user"] = scope["auth"] = SessionAuth(session, config.roles)
-        started = False
-        # Work the response may need whatever the app does: renew, or expire a bad cookie.
-        pending = renew or (initial_session_was_empty and bool(carried))
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            started = True
-            if (pending or session.accessed) and message["type"] in START:
-                # Unchanged and nothing pending: no cookie to write or expire.
-                lines = (self.set_cookie_lines(scope, session, name, carried, renew,
-                                               initial_session_was_empty, decoded)
-                         if pending or session.modified else NO_LINES)
-                if lines and session.user is not None and self.freshness is not None and (
-                        renew or session.jti != jti):  # a sign-in or a renewal: tell it
-                    await self.freshness.issued(scope, session, session.jti != jti)
-                if lines or session.accessed:
-                    # "headers" is optional in websocket.accept, and may be any iterable.
-                    headers = message["headers"] = list(message.get("headers", ()))
-                    add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
-                    if lines:
-                        headers.extend((b"set-cookie", line.encode("latin-1"))
-                                       for line in lines)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except AuthError as exc:
-            if started:
-                raise
-            await auth_error_response(scope, exc)(scope, receive, send_wrapper)
+        return session, decoded, renew, carried
 
     def read_cookie(self, scope: Scope) -> tuple[str, Codec, str | None, list[str]]:
         """The first session cookie the request carries: name, codec, token, chunk names."""
-        name, codec, (token, carried, _) = self.read_chunks(scope)
-        return name, codec, token, carried
+        seen = self.read_chunks(scope)
+        return seen.name, seen.codec, seen.read.token, seen.read.carried
 
-    def read_chunks(self, scope: Scope) -> tuple[str, Codec, CookieRead]:
+    def read_chunks(self, scope: Scope) -> Seen:
         """The first session cookie the request carries: its name, codec and what was read.
 
         A request with one Cookie header is looked up by that header's bytes first (the
@@ -269,16 +326,16 @@ class JWTSessionMiddleware:
                     del front[next(iter(front))]
         return found
 
-    def scan(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, Codec, CookieRead]:
+    def scan(self, headers: list[tuple[bytes, bytes]]) -> Seen:
         for name, codec, _ in self.cookies:
             found = scan_cookie(headers, self.needles[name])
             if found is False:
                 continue
             if found is not True:  # the common case: one plain cookie, read in one scan
-                return name, codec, CookieRead(found or None, [name])
+                return Seen(name, codec, CookieRead(found or None, [name]))
             read = read_cookie_chunks(headers, name, self.max_chunks[name])
             if read.carried or read.overflow:
-                return name, codec, read
+                return Seen(name, codec, read)
         return self.no_cookie
 
     def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],

@@ -200,8 +200,10 @@ class Session(dict[str, Any]):
         self.lifetime: int | None = None
 
     @classmethod
-    def from_decoded(cls, decoded: Decoded) -> Session:
-        """Build a session from a decoded token (as the codec's cache keeps it)."""
+    def from_decoded(cls, decoded: Decoded, lifetime: int | None = None) -> Session:
+        """Build a session from a decoded token (as the codec's cache keeps it);
+        ``lifetime``: the seconds a re-issued token lives, when the cookie's owner
+        decides (``None``: the middleware's ``max_age``)."""
         fields = decoded.memo
         if fields is None:
             fields = decoded.memo = token_fields(decoded)
@@ -210,7 +212,7 @@ class Session(dict[str, Any]):
         if decoded.data is not None:
             dict.update(session, orjson.loads(decoded.data))
         session.accessed = session.modified = False
-        session.lifetime = None
+        session.lifetime = lifetime
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
          session.checked_at, session.auth_time, session.auth_ms, session.authenticated_at,
          session.remember, session.actor) = fields
