@@ -193,27 +193,28 @@ class JWTSessionMiddleware:
             renew = was_empty = False
             carried = seen.read.carried
         else:
-            opened, decoded, renew, carried = self.open(seen, now)
-            was_empty = opened is None
-            session = Session() if opened is None else opened
+            found, decoded, renew, carried = self.open(seen, now)
+            was_empty = found is None
+            session = Session() if found is None else found
         freshness = self.freshness
         if freshness is not None and not was_empty and freshness.is_stale(session, now):
             await freshness.revalidate(session, now)  # the only I/O, and rare
-        jti = session.jti  # a token with another jti is a new session (a sign-in)
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
         scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
         started = False
         # Work the response may need whatever the app does: renew, or expire a bad cookie.
         pending = renew or (was_empty and bool(carried))
+        # What start_response needs when there is a cookie to write (a token with
+        # another jti at the end is a new session: a sign-in).
+        opened = (scope, seen.name, carried, renew, was_empty, decoded, session.jti)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             started = True
             if (pending or session.accessed) and message["type"] in START:
                 if pending or session.modified:
-                    await self.start_response(message, scope, session, seen.name, carried,
-                                              renew, was_empty, decoded, jti)
+                    await self.start_response(message, session, *opened)
                 else:  # unchanged and nothing pending: no cookie to write or expire
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)
@@ -226,7 +227,7 @@ class JWTSessionMiddleware:
                 raise
             await auth_error_response(scope, exc)(scope, receive, send_wrapper)
 
-    async def start_response(self, message: Message, scope: Scope, session: Session,
+    async def start_response(self, message: Message, session: Session, scope: Scope,
                              name: str, carried: list[str], renew: bool, was_empty: bool,
                              decoded: Decoded | None, jti: str | None) -> None:
         """Add ``Vary: Cookie`` and the Set-Cookie lines a response needs to its start
@@ -304,21 +305,20 @@ class JWTSessionMiddleware:
         A request with one Cookie header is looked up by that header's bytes first (the
         front cache: a browser sends the same header request after request)."""
         headers = scope["headers"]
-        cookie = b""
-        count = 0
+        cookie = None
         for key, value in headers:
             if key == b"cookie":
+                if cookie is not None:  # several Cookie headers: never kept in front
+                    return self.scan(headers)
                 cookie = value
-                count += 1
-        if count == 0:
+        if cookie is None:
             return self.no_cookie
         front = self.front
-        if count == 1:
-            hit = front.get(cookie)
-            if hit is not None:
-                return hit
+        hit = front.get(cookie)
+        if hit is not None:
+            return hit
         found = self.scan(headers)
-        if count == 1 and self.front_size and len(cookie) <= FRONT_MAX_BYTES:
+        if self.front_size and len(cookie) <= FRONT_MAX_BYTES:
             front[cookie] = found
             if len(front) > self.front_size:
                 # Another thread may have taken the oldest meanwhile: then it is gone.
