@@ -4,7 +4,10 @@ requests each, and the report built from it; the tight loops too. No timing asse
 from __future__ import annotations
 
 import asyncio
+import statistics
 from pathlib import Path
+
+import pytest
 
 from benchmarks import bench_core, report
 from benchmarks.app import BenchConfig
@@ -66,3 +69,21 @@ def test_tight_loops() -> None:
         assert costs["none"]["session_cost_us"]["median"] == 0
         assert all(entry["request_us"]["n"] == 20 for entry in costs.values())
     assert "| jwt-warm |" in bench_core.markdown(results)
+
+
+def test_a_req_s_target_under_its_ceiling_is_reported_out_of_reach() -> None:
+    # none / starlette-signed = 1.2 in every round: even a free session reaches 1.2x.
+    rounds = {"none": [1200.0, 1260.0], "starlette-signed": [1000.0, 1050.0],
+              "jwt-warm": [1100.0, 1150.0]}
+    results = {"strategies": {}, "http": {name: {"rps": statistics.median(values),
+                                                 "rps_rounds": values}
+                                          for name, values in rounds.items()}}
+    targets = {t["name"]: t for t in report.evaluate_targets(results)}
+    versus = targets["http_warm_vs_starlette"]
+    assert versus["met"] is False
+    assert versus["ceiling"] == pytest.approx(1.2)
+    assert versus["reachable"] is False
+    assert targets["http_warm_vs_none"]["ceiling"] is None  # against the baseline itself
+    row = next(line for line in report.targets_table(list(targets.values()))
+               if line.startswith("| jwt-warm req/s / starlette-signed req/s"))
+    assert "| 1.20 |" in row and "out of reach" in row

@@ -5,6 +5,7 @@ decodes and checks every cookie from scratch (``cache_size=0``: no caches at all
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from typing import Any
@@ -69,7 +70,7 @@ def boundaries(*points: int | None) -> list[int]:
     """Each point, a second either side, and the middle between points."""
     known = sorted(p for p in points if p is not None)
     times = {t + d for t in known for d in (-1, 0, 1)}
-    times |= {(a + b) // 2 for a, b in zip(known, known[1:], strict=False)}
+    times |= {(a + b) // 2 for a, b in itertools.pairwise(known)}
     return sorted(times)
 
 
