@@ -174,7 +174,7 @@ def test_threads_share_the_front_cache_safely(clock: Clock) -> None:
 
         try:
             anyio.run(run)
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(6)]
