@@ -322,7 +322,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 class CountingCipher:
-    """An AES-GCM cipher that notes the token it decrypts."""
+    """A cipher (AESGCM, or jwcrypto's content encryption) that notes the token it
+    decrypts."""
 
     def __init__(self, cipher: Any, token: str, calls: list[str]) -> None:
         self.cipher, self.token, self.calls = cipher, token, calls
@@ -335,17 +336,14 @@ class CountingCipher:
 
 @pytest.fixture
 def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The tokens the codecs decrypted, in order (each AES-GCM decryption of ours, each
-    jwcrypto one of Auth.js's): anything refused before decryption never shows here."""
-    from jwcrypto import jwe
-
+    """The tokens the codecs decrypted, in order (each decryption attempt with a key:
+    AES-GCM for ours, jwcrypto's A256CBC-HS512 or A256GCM for Auth.js's): anything
+    refused before decryption never shows here."""
     from asgi_jwt_session.authjs import AuthJSWire
     from asgi_jwt_session.tokens import TokenWire
 
     calls: list[str] = []
-    inside: list[str] = []  # the token an Auth.js wire is decrypting
-    token_decrypt, authjs_decrypt, deserialize = (
-        TokenWire.decrypt, AuthJSWire.decrypt, jwe.JWE.deserialize)
+    token_decrypt, authjs_decrypt = TokenWire.decrypt, AuthJSWire.decrypt
 
     def token_wire(self: TokenWire, compact: Any) -> bytes:
         ciphers = self.ciphers
@@ -357,20 +355,16 @@ def decrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             self.ciphers = ciphers
 
     def authjs_wire(self: AuthJSWire, compact: Any) -> bytes:
-        inside.append(compact.token)
+        encryptions = self.encryptions
+        self.encryptions = {enc: CountingCipher(e, compact.token, calls)
+                            for enc, e in encryptions.items()}
         try:
             return authjs_decrypt(self, compact)
         finally:
-            inside.pop()
-
-    def jwcrypto(self: jwe.JWE, raw_jwe: str, key: Any = None) -> None:
-        if inside:
-            calls.append(raw_jwe)
-        deserialize(self, raw_jwe, key)
+            self.encryptions = encryptions
 
     monkeypatch.setattr(TokenWire, "decrypt", token_wire)
     monkeypatch.setattr(AuthJSWire, "decrypt", authjs_wire)
-    monkeypatch.setattr(jwe.JWE, "deserialize", jwcrypto)
     return calls
 
 

@@ -30,11 +30,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwcrypto import jwe, jwk
+from jwcrypto.jwa import JWA
 
-from asgi_jwt_session.codec import Codec, Compact, b64url_encode
+from asgi_jwt_session.codec import Codec, Compact, b64url_decode, b64url_encode
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
 from asgi_jwt_session.keys import SecretKey
 
@@ -61,6 +63,10 @@ KEY_LENGTHS = {"A256CBC-HS512": 64, "A256GCM": 32}
 ENCS = frozenset(KEY_LENGTHS)
 ALLOWED_ALGS = ["dir", *KEY_LENGTHS]
 TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+# What jwcrypto's content decryption (jwa: RFC 7518 5.2.2.2 and 5.3) raises on a token
+# this key did not make: InvalidSignature (A256CBC-HS512's MAC), InvalidTag (A256GCM's
+# tag), ValueError (PKCS7 padding; a ciphertext not whole AES blocks).
+DECRYPT_ERRORS = (InvalidSignature, InvalidTag, ValueError)
 
 
 def authjs_cookie_name(secure: bool) -> str:
@@ -105,15 +111,19 @@ def authjs_secrets_from_env(
     return secrets
 
 
-def derive_key(secret: str, salt: str, enc: str) -> jwk.JWK:
-    """Auth.js's key: HKDF-SHA256 of the secret, salted with the cookie name."""
-    raw = HKDF(
+def derive_raw_key(secret: str, salt: str, enc: str) -> bytes:
+    """Auth.js's key bytes: HKDF-SHA256 of the secret, salted with the cookie name."""
+    return HKDF(
         algorithm=hashes.SHA256(),
         length=KEY_LENGTHS[enc],
         salt=salt.encode(),
         info=f"Auth.js Generated Encryption Key ({salt})".encode(),
     ).derive(secret.encode())
-    return jwk.JWK(kty="oct", k=b64url_encode(raw))
+
+
+def derive_key(secret: str, salt: str, enc: str) -> jwk.JWK:
+    """Auth.js's key as an ``oct`` JWK (see :func:`derive_raw_key`)."""
+    return jwk.JWK(kty="oct", k=b64url_encode(derive_raw_key(secret, salt, enc)))
 
 
 def key_id(key: jwk.JWK, enc: str) -> str:
@@ -163,7 +173,14 @@ class AuthJSWire:
         self.role_claim = role_claim
         self.default_role = default_role
         self.max_age = max_age
-        self.keys = self.derive(salt)
+        derived = self.derive(salt)
+        # By enc: (kid, JWK) for encode and the thumbprints, (kid, raw key) for decrypt.
+        self.keys = {enc: [(kid, key) for kid, key, _ in triples]
+                     for enc, triples in derived.items()}
+        self.raw_keys = {enc: [(kid, raw) for kid, _, raw in triples]
+                         for enc, triples in derived.items()}
+        # jwcrypto's own RFC 7518 content decryption, one (stateless) object per enc.
+        self.encryptions: dict[str, Any] = {enc: JWA.encryption_alg(enc) for enc in KEY_LENGTHS}
         self.current_kid, self.current_key = self.keys[ENCODE_ENC][0]
         header = {"alg": "dir", "enc": ENCODE_ENC, "kid": self.current_kid}
         self.current_header = orjson.dumps(header).decode()
@@ -171,30 +188,41 @@ class AuthJSWire:
         self.current_prefix = segment + "."
         self.headers: dict[str, Mapping[str, Any]] = {segment: header}
 
-    def derive(self, salt: str) -> dict[str, list[tuple[str, jwk.JWK]]]:
-        keys: dict[str, list[tuple[str, jwk.JWK]]] = {}
+    def derive(self, salt: str) -> dict[str, list[tuple[str, jwk.JWK, bytes]]]:
+        """By enc: ``(kid, JWK, raw key)`` for each secret, in order."""
+        keys: dict[str, list[tuple[str, jwk.JWK, bytes]]] = {}
         for enc in KEY_LENGTHS:
-            derived = [derive_key(s, salt, enc) for s in self.secrets]
-            keys[enc] = [(key_id(k, enc), k) for k in derived]
+            keys[enc] = []
+            for secret in self.secrets:
+                raw = derive_raw_key(secret, salt, enc)
+                key = jwk.JWK(kty="oct", k=b64url_encode(raw))
+                keys[enc].append((key_id(key, enc), key, raw))
         return keys
 
     def decrypt(self, compact: Compact) -> bytes:
+        # The shared checks passed: dir, an allowed enc, canonical base64url, the IV and
+        # tag sizes of enc. What jwcrypto's JWE.deserialize would do from here is the
+        # content decryption alone, with the header segment as the AAD (RFC 7516 5.2
+        # step 14): call jwcrypto's algorithm object for it, without the JWE object.
         enc = compact.header["enc"]
-        candidates = self.keys[enc]
+        candidates = self.raw_keys[enc]
         kid = compact.header.get("kid")
         if kid is not None:
-            candidates = [(k, key) for k, key in candidates if k == kid]
+            candidates = [(k, raw) for k, raw in candidates if k == kid]
             if not candidates:
                 raise UnknownKey(self.no_key_message(kid, enc))
-        for _, key in candidates:
-            reader = jwe.JWE()
-            reader.allowed_algs = ALLOWED_ALGS
+        decrypt = self.encryptions[enc].decrypt
+        aad = compact.header_segment.encode("ascii")
+        iv = b64url_decode(compact.iv)
+        ciphertext = b64url_decode(compact.ciphertext)
+        tag = b64url_decode(compact.tag)
+        for _, raw in candidates:
             try:
-                reader.deserialize(compact.token, key)
-                plaintext: bytes = reader.payload
-                return plaintext
-            except Exception:  # jwcrypto raises several types; all mean "not this key"
+                plaintext: bytes = decrypt(raw, aad, iv, ciphertext, tag)
+            except DECRYPT_ERRORS:  # not this key (or tampered)
                 continue
+            if plaintext:  # JWE.deserialize refuses an empty plaintext: so do we
+                return plaintext
         if kid is not None:
             raise InvalidToken("Auth.js token failed to decrypt: tampered or corrupt")
         raise UnknownKey(self.no_key_message(None, enc))
@@ -241,7 +269,7 @@ class AuthJSWire:
 
     def no_key_message(self, kid: str | None, enc: str) -> str:
         other = other_salt(self.salt)
-        if kid is not None and any(k == kid for k, _ in self.derive(other)[enc]):
+        if kid is not None and any(k == kid for k, _, _ in self.derive(other)[enc]):
             return (
                 f"no key matches the Auth.js token: it was made with salt {other!r} "
                 f"but this codec uses salt {self.salt!r}. The salt is the cookie name; "
