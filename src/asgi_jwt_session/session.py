@@ -384,8 +384,9 @@ class Session(dict[str, Any]):
 
 def get_session(conn: HTTPConnection | Scope) -> Session:
     """The :class:`Session` of a request, websocket or raw ASGI scope."""
-    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
-    session = scope.get("session")
+    # A Request's scope, or the scope itself (no isinstance: HTTPConnection is an ABC).
+    scope: Scope | None = getattr(conn, "scope", None)
+    session = (conn if scope is None else scope).get("session")
     if not isinstance(session, Session):
         raise RuntimeError("JWTSessionMiddleware must be installed to use sessions")
     return session
