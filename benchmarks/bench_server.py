@@ -14,7 +14,10 @@ each one's time minus the baseline's from the same pass.
 ``skeleton`` is a bare ASGI callable answering the same bytes: uvicorn + h11 alone.
 The baseline adds Starlette's routing and the route. Their times bound the end-to-end
 targets: for a session to keep ``r`` of the baseline's req/s it may add at most
-``baseline time x (1/r - 1)`` per request.
+``baseline time x (1/r - 1)`` per request. ``floor`` is the baseline behind the least a
+cookie session middleware does whatever it reads: a pass-through ASGI middleware that
+wraps ``send`` and marks the response ``Vary: Cookie`` (the response depends on the
+cookie). Its cost is what no session middleware can go under on this server.
 
     python -m benchmarks.bench_server [--requests N] [--users N] [--json PATH | --publish]
 """
@@ -33,17 +36,19 @@ from email.utils import formatdate
 from typing import Any
 
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from benchmarks import inprocess, output
-from benchmarks.app import FIXED_USER, BenchConfig, temp_sqlite_path
+from benchmarks.app import FIXED_USER, BenchConfig, Setup, make_app, temp_sqlite_path
 from benchmarks.inprocess import BenchApp, Stream
 from benchmarks.prepare import Prepared, prepare, stream_for
-from benchmarks.strategies import BASELINE, STRATEGIES, Strategy
+from benchmarks.strategies import BASELINE, STRATEGIES, Strategy, read_fixed
 
 SKELETON = "skeleton"
+FLOOR = "floor"
 BATCH = 100  # requests per strategy in a row, for the "one app per server" pass
 PEER = ("127.0.0.1", 50000)
 LOCAL = ("127.0.0.1", 8000)
@@ -123,6 +128,21 @@ async def skeleton(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class VaryOnly:
+    """The floor: a pass-through middleware that adds ``Vary: Cookie`` to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Cookie")]
+            await send(message)
+
+        await self.app(scope, receive, send_vary)
+
+
 async def serve_streams(streams: dict[str, Stream], iterations: int,
                         batches: Sequence[int] = (1,)) -> list[dict[str, list[int]]]:
     """Connect each app, warm up through uvicorn (each response checked), then for each
@@ -183,6 +203,8 @@ def measure(strategies: Sequence[Strategy], config: BenchConfig, prepared: Prepa
     base = streams[BASELINE.name]
     streams[SKELETON] = Stream(BenchApp(SKELETON, skeleton), base.warmup[:50],
                                base.expected[:50], base.scopes)
+    floor = make_app(FLOOR, Setup([Middleware(VaryOnly)]), read_fixed)
+    streams[FLOOR] = Stream(floor, base.warmup[:50], base.expected[:50], base.scopes)
     batched, interleaved = (
         inprocess.session_costs(samples, BASELINE.name)
         for samples in asyncio.run(serve_streams(streams, iterations, (BATCH, 1))))
@@ -192,6 +214,7 @@ def measure(strategies: Sequence[Strategy], config: BenchConfig, prepared: Prepa
         "interleaved": interleaved,
         "batch": BATCH,
         "skeleton_us": batched[SKELETON]["request_us"],
+        "floor_cost_us": batched[FLOOR]["session_cost_us"],
         "starlette_route_us": base_us - batched[SKELETON]["request_us"]["median"],
         "budget_us": {f"{r:g}": base_us * (1 / r - 1) for r in (0.95, 0.92, 0.9)},
         "iterations": iterations,
@@ -223,6 +246,8 @@ def main() -> None:
             request, cost = one["request_us"], one["session_cost_us"]
             cells += f"{request['median']:>12.1f}{cost['median']:>13.1f}{cost['mean']:>8.1f}"
         print(f"{name:<22}{cells}")
+    print(f"floor (pass-through + Vary: Cookie): {results['floor_cost_us']['median']:.1f} µs "
+          "over the baseline, the least any session middleware adds here")
     budgets = ", ".join(f"{k}x: {v:.1f} µs" for k, v in results["budget_us"].items())
     print(f"a session keeping r of {BASELINE.name}'s req/s may add at most: {budgets}")
     path = output.json_path(args, "server.json")

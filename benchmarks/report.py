@@ -69,9 +69,14 @@ def target_value(results: dict[str, Any], target: Target) -> float | None:
 
 
 def ceiling(results: dict[str, Any], target: Target) -> float | None:
-    """For a req/s target against another strategy: the ratio a session costing nothing
-    reaches in the same rounds (the baseline's req/s over that strategy's). Below the
-    threshold, the target is out of reach for any session on this server and machine."""
+    """The best any session reaches on this server and machine: for a req/s target
+    against another strategy, the ratio of a session costing nothing (the baseline's
+    req/s over that strategy's, same rounds); for the cost inside uvicorn, the floor's
+    (a pass-through middleware adding ``Vary: Cookie``). A ceiling that misses the
+    target puts it out of reach."""
+    if target.kind == "server cost":
+        floor = results.get("server", {}).get("floor_cost_us")
+        return None if floor is None else float(floor["median"])
     if target.kind != "rps ratio" or target.b == BASELINE.name:
         return None
     return _rps_ratio(results, BASELINE.name, target.b)
@@ -396,8 +401,9 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
 def targets_table(targets: list[dict[str, Any]]) -> list[str]:
     """The targets as ``evaluate_targets`` gives them: wanted, measured, ceiling, met."""
     lines = ["**Targets** (ratios from this run; req/s ratios are the median of per-round "
-             f"ratios; *ceiling*: what a session costing nothing reaches, {BASELINE.name}'s "
-             "req/s over the other strategy's in the same rounds)", "",
+             "ratios; *ceiling*: the best any session reaches here: for a req/s ratio, a "
+             f"session costing nothing ({BASELINE.name}'s req/s over the other strategy's, "
+             "same rounds); inside uvicorn, the floor's cost)", "",
              "| target | wanted | measured | ceiling | |",
              "|---|---:|---:|---:|---|"]
     for t in targets:
@@ -428,7 +434,7 @@ def server_section(results: dict[str, Any]) -> list[str]:
         "| interleaved: request µs | cost median µs | mean µs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in [n for n in _ordered(rows) if n != "skeleton"]:
+    for name in [n for n in _ordered(rows) if n not in ("skeleton", "floor")]:
         request, cost = rows[name]["request_us"], rows[name]["session_cost_us"]
         other = mixed.get(name)
         tail = (f"| {_f(other['request_us']['median'])} "
@@ -449,6 +455,12 @@ def server_section(results: dict[str, Any]) -> list[str]:
         "which raises the budget end to end.",
         "",
     ]
+    floor = server.get("floor_cost_us")
+    if floor is not None:
+        lines += [f"The floor: the least a cookie session middleware adds whatever it reads "
+                  f"(pass through, wrap `send`, mark the response `Vary: Cookie`) costs "
+                  f"{_f(floor['median'])} µs over {base} here; each session's cost above "
+                  "includes it.", ""]
     http = results.get("http", {})
     if base in http and http[base]["rps"] > 0:
         per_request = 1e6 / http[base]["rps"]

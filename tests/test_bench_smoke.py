@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_core, report
+from benchmarks import bench_core, bench_server, report
 from benchmarks.app import BenchConfig
 from benchmarks.output import write_json
 from benchmarks.prepare import prepare
@@ -87,3 +87,18 @@ def test_a_req_s_target_under_its_ceiling_is_reported_out_of_reach() -> None:
     row = next(line for line in report.targets_table(list(targets.values()))
                if line.startswith("| jwt-warm req/s / starlette-signed req/s"))
     assert "| 1.20 |" in row and "out of reach" in row
+
+
+def test_inside_uvicorn_with_the_skeleton_and_the_floor(tmp_path: Path) -> None:
+    strategies = [by_name("none"), by_name("jwt-warm")]
+    config = BenchConfig(secret="smoke-test-secret-0123456789abcdef", data_dir=str(tmp_path))
+    prepared = asyncio.run(prepare(strategies, config, 6, 3))
+    server = bench_server.measure(strategies, config, prepared, 20, 5, 10)
+    assert {"none", "jwt-warm", "skeleton", "floor"} <= set(server["strategies"])
+    assert all(entry["request_us"]["n"] == 20 for entry in server["strategies"].values())
+    assert isinstance(server["floor_cost_us"]["median"], float)
+    results = {"strategies": {}, "http": {}, "server": server}
+    text = "\n".join(report.server_section(results))
+    assert "The floor:" in text and "| floor |" not in text
+    targets = {t["name"]: t for t in report.evaluate_targets(results)}
+    assert targets["server_warm_cost_us"]["ceiling"] == server["floor_cost_us"]["median"]
