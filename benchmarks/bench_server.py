@@ -9,7 +9,9 @@ response. No kernel, no load generator: what is left is the server's and the app
 own Python. Measured twice: the strategies taking turns request by request (order
 rotated), as in the in-process harness, and in batches of ``BATCH`` requests, as a
 server running one app serves them (its code stays in the CPU caches). The cost is
-each one's time minus the baseline's from the same pass.
+each one's time minus the baseline's from the same pass; in batches, the median cost is
+the median over rounds of each batch's median minus the baseline's batch median of
+that round, so the machine's drift between rounds cancels out.
 
 ``skeleton`` is a bare ASGI callable answering the same bytes: uvicorn + h11 alone.
 The baseline adds Starlette's routing and the route. Their times bound the end-to-end
@@ -205,9 +207,9 @@ def measure(strategies: Sequence[Strategy], config: BenchConfig, prepared: Prepa
                                base.expected[:50], base.scopes)
     floor = make_app(FLOOR, Setup([Middleware(VaryOnly)]), read_fixed)
     streams[FLOOR] = Stream(floor, base.warmup[:50], base.expected[:50], base.scopes)
-    batched, interleaved = (
-        inprocess.session_costs(samples, BASELINE.name)
-        for samples in asyncio.run(serve_streams(streams, iterations, (BATCH, 1))))
+    by_batch, one_by_one = asyncio.run(serve_streams(streams, iterations, (BATCH, 1)))
+    batched = inprocess.session_costs(by_batch, BASELINE.name, BATCH)
+    interleaved = inprocess.session_costs(one_by_one, BASELINE.name)
     base_us = batched[BASELINE.name]["request_us"]["median"]
     return {
         "strategies": batched,

@@ -182,20 +182,34 @@ def summarize(samples_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def session_costs(samples: dict[str, list[int]], baseline: str
+def session_costs(samples: dict[str, list[int]], baseline: str, batch: int = 1
                   ) -> dict[str, dict[str, Any]]:
-    """Per stream: request time and its cost over ``baseline`` (µs)."""
+    """Per stream: request time and its cost over ``baseline`` (µs). With ``batch`` > 1
+    (streams taking turns in batches), the cost median is the median over rounds of the
+    batch's median minus the baseline's batch median of the same round: the machine's
+    drift between rounds cancels out of each difference. Mean and p99 are over all
+    samples."""
     base = summarize(samples[baseline])
     results: dict[str, dict[str, Any]] = {}
     for name, values in samples.items():
         request = summarize(values)
-        results[name] = {
-            "request_us": request,
-            "session_cost_us": {
-                key: request[key] - base[key] for key in ("median", "p99", "mean")
-            },
-        }
+        cost = {key: request[key] - base[key] for key in ("median", "p99", "mean")}
+        if batch > 1:
+            cost["median"] = paired_median(values, samples[baseline], batch) / 1000
+        results[name] = {"request_us": request, "session_cost_us": cost}
     return results
+
+
+def paired_median(values: Sequence[int], baseline: Sequence[int], batch: int) -> float:
+    """The median over rounds of (median of a round's batch of ``values`` - median of the
+    same round's batch of ``baseline``), ns."""
+    rounds = min(len(values), len(baseline)) // batch
+    if rounds == 0:
+        return statistics.median(values) - statistics.median(baseline)
+    return statistics.median(
+        statistics.median(values[i * batch:(i + 1) * batch])
+        - statistics.median(baseline[i * batch:(i + 1) * batch])
+        for i in range(rounds))
 
 
 def ratio_key(reference: str, stat: str = "median") -> str:

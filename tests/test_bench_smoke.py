@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_core, bench_server, report
+from benchmarks import bench_core, bench_server, inprocess, report
 from benchmarks.app import BenchConfig
 from benchmarks.output import write_json
 from benchmarks.prepare import prepare
@@ -102,3 +102,20 @@ def test_inside_uvicorn_with_the_skeleton_and_the_floor(tmp_path: Path) -> None:
     assert "The floor:" in text and "| floor |" not in text
     targets = {t["name"]: t for t in report.evaluate_targets(results)}
     assert targets["server_warm_cost_us"]["ceiling"] == server["floor_cost_us"]["median"]
+
+
+def test_batched_costs_pair_each_round_with_the_baseline() -> None:
+    # Rounds of 3: the baseline's batch medians are 100, 1000, 100; the stream's 110,
+    # 1200, 90: per-round costs 10, 200, -10, so the paired median is 10 ns. Unpaired,
+    # the medians of all samples (100 and 110) happen to give 10 too: so a stream whose
+    # slow batch lands in another round than the baseline's shows the difference.
+    base = [100, 100, 100, 1000, 1000, 1000, 100, 100, 100]
+    stream = [110, 110, 110, 1200, 1200, 1200, 90, 90, 90]
+    out_of_step = [1200, 1200, 1200, 110, 110, 110, 90, 90, 90]
+    samples = {"none": base, "stream": stream, "out_of_step": out_of_step}
+    paired = inprocess.session_costs(samples, "none", batch=3)
+    assert paired["stream"]["session_cost_us"]["median"] == pytest.approx(0.010)
+    assert paired["out_of_step"]["session_cost_us"]["median"] == pytest.approx(-0.010)
+    assert paired["none"]["session_cost_us"]["median"] == 0
+    unpaired = inprocess.session_costs(samples, "none")
+    assert unpaired["out_of_step"]["session_cost_us"]["median"] == pytest.approx(0.010)
