@@ -140,6 +140,38 @@ async def test_the_front_cache_is_bounded_in_entries_and_in_key_size(clock: Cloc
     assert set(mw.front) == before  # a header longer than FRONT_MAX_BYTES is not kept
 
 
+async def test_the_front_cache_keeps_the_headers_in_use(
+        clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Users in turn, fewer than the front holds, and one never-seen header in ten:
+    only the new headers are scanned (a first-in first-out front would evict each
+    user just before its turn and scan nearly every request)."""
+    clock.now = float(T0)
+    mw = middleware(cache_size=10 * FRONT_SIZE)
+    cookie = token(mw, iat=T0, exp=T0 + MAX_AGE, auth_time=T0)
+    scans = 0
+    scan = mw.scan
+
+    def counting(headers: list[tuple[bytes, bytes]]) -> Any:
+        nonlocal scans
+        scans += 1
+        return scan(headers)
+
+    monkeypatch.setattr(mw, "scan", counting)
+    count = (FRONT_SIZE - FRONT_SIZE // 10) // 10 * 10  # the same users make way each turn
+    users = [[(b"cookie", f"u={i}; session={cookie}".encode())] for i in range(count)]
+    for headers in users:
+        assert (await asgi_get(mw, headers=headers)).body == b"u1 USER"
+    assert scans == len(users)
+    new = 0
+    for i in range(3 * len(users)):
+        headers = users[i % len(users)]
+        if i % 10 == 9:
+            new += 1
+            headers = [(b"cookie", f"new={i}; session={cookie}".encode())]
+        assert (await asgi_get(mw, headers=headers)).body == b"u1 USER"
+    assert scans == len(users) + new
+
+
 async def test_two_cookie_headers_are_never_answered_from_the_front(clock: Clock) -> None:
     clock.now = float(T0)
     mw = middleware()

@@ -16,7 +16,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ __all__ = [
     "Codec",
     "Compact",
     "Decoded",
+    "LRUCache",
     "SessionFormat",
     "TokenCache",
     "WireCodec",
@@ -39,6 +40,9 @@ __all__ = [
     "check_types",
     "compact_json",
 ]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 DEFAULT_MAX_TOKEN_SIZE = 12 * 1024
 # Decoded tokens kept per cookie name. Chosen from benchmarks/bench_cache.py: with 10,000
@@ -303,8 +307,10 @@ class SessionFormat(Protocol):
         name first and the http name last (one entry when they are the same)."""
 
 
-class TokenCache(OrderedDict[str, Decoded]):
-    """A bounded LRU map from the exact token string to its :class:`Decoded` entry."""
+class LRUCache(OrderedDict[K, V]):
+    """A bounded LRU map: :meth:`lookup` marks an entry used, :meth:`store` drops the
+    least recently used past ``size`` entries (0: keeps nothing). Safe with threads:
+    an entry another thread evicted meanwhile is simply gone."""
 
     def __init__(self, size: int) -> None:
         if size < 0:
@@ -312,23 +318,27 @@ class TokenCache(OrderedDict[str, Decoded]):
         super().__init__()
         self.size = size
 
-    def lookup(self, token: str) -> Decoded | None:
-        decoded = self.get(token)
-        if decoded is not None:
+    def lookup(self, key: K) -> V | None:
+        value = self.get(key)
+        if value is not None:
             try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
-                self.move_to_end(token)
+                self.move_to_end(key)
             except KeyError:  # evicted by another thread meanwhile
                 pass
-        return decoded
+        return value
 
-    def store(self, token: str, decoded: Decoded) -> None:
+    def store(self, key: K, value: V) -> None:
         if self.size:
-            self[token] = decoded
+            self[key] = value
             if len(self) > self.size:
                 try:  # noqa: SIM105
                     self.popitem(last=False)
                 except KeyError:
                     pass
+
+
+# The exact token string to its :class:`Decoded` entry.
+TokenCache = LRUCache[str, Decoded]
 
 
 class Codec:

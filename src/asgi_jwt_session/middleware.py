@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Literal
@@ -10,7 +9,7 @@ from typing import Literal
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, SessionFormat
+from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, LRUCache, SessionFormat
 from asgi_jwt_session.config import DAY, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
@@ -147,8 +146,6 @@ class JWTSessionMiddleware:
         # never joined nor expired, so no request can make a response expire more.
         self.max_chunks: dict[str, int] = {}
         self.needles: dict[str, bytes] = {}
-        # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
-        self.front: dict[bytes, Seen] = {}
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
                           max_token_size=read_size, max_cached_size=config.max_cookie_size)
@@ -158,6 +155,8 @@ class JWTSessionMiddleware:
             self.needles[name] = name.encode("latin-1")
         self.no_cookie = Seen(name, codec, NO_COOKIE)  # never decoded: no token
         self.front_size = min(FRONT_SIZE, config.cache_size)
+        # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
+        self.front: LRUCache[bytes, Seen] = LRUCache(self.front_size)
         self.context = SessionContext(config, self.format.writable, freshness)
         self.roles = config.roles
         # When a token is re-issued, for a remembered sign-in and for remember=False.
@@ -313,17 +312,12 @@ class JWTSessionMiddleware:
                 cookie = value
         if cookie is None:
             return self.no_cookie
-        front = self.front
-        hit = front.get(cookie)
+        hit = self.front.lookup(cookie)
         if hit is not None:
             return hit
         found = self.scan(headers)
-        if self.front_size and len(cookie) <= FRONT_MAX_BYTES:
-            front[cookie] = found
-            if len(front) > self.front_size:
-                # Another thread may have taken the oldest meanwhile: then it is gone.
-                with contextlib.suppress(KeyError, StopIteration, RuntimeError):
-                    del front[next(iter(front))]
+        if len(cookie) <= FRONT_MAX_BYTES:
+            self.front.store(cookie, found)
         return found
 
     def scan(self, headers: list[tuple[bytes, bytes]]) -> Seen:
