@@ -5,9 +5,11 @@ decodes and checks every cookie from scratch (``cache_size=0``: no caches at all
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 import threading
+import tracemalloc
 from typing import Any
 
 import anyio
@@ -138,6 +140,32 @@ async def test_the_front_cache_is_bounded_in_entries_and_in_key_size(clock: Cloc
     before = set(mw.front)
     assert (await asgi_get(mw, headers=padded)).body == b"u1 USER"
     assert set(mw.front) == before  # a header longer than FRONT_MAX_BYTES is not kept
+
+
+async def test_a_front_entry_holds_little_more_than_its_header(clock: Clock) -> None:
+    """Memory: headers near FRONT_MAX_BYTES, one token (its decoded claims are the
+    token cache's): each entry keeps its header, the token read from it and a few
+    hundred bytes more."""
+    clock.now = float(T0)
+    mw = middleware(cache_size=10 * FRONT_SIZE)
+    cookie = token(mw, iat=T0, exp=T0 + MAX_AGE, auth_time=T0)
+    pad = b"x" * (FRONT_MAX_BYTES - len(cookie) - 40)
+    headers = [[(b"cookie", b"p%d=" % i + pad + f"; session={cookie}".encode())]
+               for i in range(200)]
+    await asgi_get(mw, headers=[(b"cookie", f"session={cookie}".encode())])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for one in headers:
+            assert (await asgi_get(mw, headers=one)).body == b"u1 USER"
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(mw.front) == 1 + len(headers)
+    # The headers themselves are the test's: an entry's own share is what it adds.
+    assert held / len(headers) <= len(cookie) + 512, f"{held / len(headers):.0f} bytes"
 
 
 async def test_the_front_cache_keeps_the_headers_in_use(
