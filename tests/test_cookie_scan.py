@@ -11,6 +11,7 @@ NAME = "session"
 pieces = st.sampled_from([
     "session", "session.0", "session.1", "session.01", "xsession", "session2", "sess",
     "other", "a", " ", "\t", ";", "=", "; ", "session=", "tok", "en", ".", "\x1c", "\xa0",
+    "\n", "\r", "session =", " session=", ";session=",
 ])
 headers = st.lists(pieces, max_size=14).map("".join)
 

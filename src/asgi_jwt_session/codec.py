@@ -47,7 +47,7 @@ V = TypeVar("V")
 DEFAULT_MAX_TOKEN_SIZE = 12 * 1024
 # Decoded tokens kept per cookie name. Chosen from benchmarks/bench_cache.py: with 10,000
 # Zipf-active users over 8 workers it hits 0.882 of requests (16,384: 0.886, 4,096:
-# 0.836), at ~2.5 KB a typical entry (20 MiB full) and at most ~23 KB for a 12 KiB token.
+# 0.836), at ~2.1 KB a typical entry (17 MiB full) and at most ~23 KB for a 12 KiB token.
 DEFAULT_CACHE_SIZE = 8192
 # Header members a token may carry; anything else (zip, crit, jku, jwk...) is refused.
 ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "typ", "cty"})
