@@ -23,15 +23,15 @@ from asgi_jwt_session.authjs import (
     key_id,
     other_salt,
 )
-from asgi_jwt_session.codec import Compact, b64url_decode, b64url_encode
+from asgi_jwt_session.codec import Compact, b64url_encode
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
+from tests.tampering import ALPHABET, flipped
 
 SECRET = "authjs-equivalence-secret-" + "s" * 32
 OLD_SECRET = "authjs-equivalence-old-" + "o" * 32  # rotated out, still read
 FOREIGN_SECRET = "authjs-equivalence-foreign-" + "f" * 32  # not this codec's
 SALT = "authjs.session-token"
 CBC, GCM = "A256CBC-HS512", "A256GCM"
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 ROUNDS = 600  # ~43 tokens each
 
 Outcome = tuple[str, Any, str]
@@ -97,22 +97,10 @@ def authentic_but_malformed(raw: bytes, kid: str, plaintext: bytes, rng: random.
                      b64url_encode(tag)])
 
 
-def flip_bit(segment: str, rng: random.Random) -> str:
-    raw = bytearray(b64url_decode(segment))
-    if not raw:
-        return segment
-    raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-    return b64url_encode(bytes(raw))
-
-
 def tampered(token: str, rng: random.Random) -> list[str]:
     """Changes that must all be refused."""
     parts = token.split(".")
-    out = []
-    for index in (0, 2, 3, 4):  # header, iv, ciphertext, tag
-        changed = list(parts)
-        changed[index] = flip_bit(parts[index], rng)
-        out.append(".".join(changed))
+    out = flipped(token, rng)
     out.append(token[:-1])
     out.append(token[:rng.randrange(1, len(token) - 1)])
     out.append(token + rng.choice(ALPHABET))

@@ -9,13 +9,12 @@ from typing import Any
 import orjson
 from jwcrypto import jwe
 
-from asgi_jwt_session.codec import b64url_decode, b64url_encode
 from asgi_jwt_session.errors import InvalidToken
 from asgi_jwt_session.tokens import TokenCodec
+from tests.tampering import ALPHABET, flipped
 
 SECRET = "equivalence-secret-" + "e" * 32
 OTHER = "equivalence-other-" + "o" * 32
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def jwcrypto_path(codec: TokenCodec, token: str) -> bytes | None:
@@ -49,21 +48,9 @@ def encrypt(key: Any, header: dict[str, Any], plaintext: bytes) -> str:
     return str(token.serialize(compact=True))
 
 
-def flip_bit(segment: str, rng: random.Random) -> str:
-    raw = bytearray(b64url_decode(segment))
-    if not raw:
-        return segment
-    raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-    return b64url_encode(bytes(raw))
-
-
 def mutations(token: str, rng: random.Random) -> list[str]:
     parts = token.split(".")
-    out = []
-    for index in (0, 2, 3, 4):  # header, iv, ciphertext, tag
-        changed = list(parts)
-        changed[index] = flip_bit(parts[index], rng)
-        out.append(".".join(changed))
+    out = flipped(token, rng)
     position = rng.randrange(len(token))
     out.append(token[:position] + rng.choice(ALPHABET) + token[position + 1:])
     out.append(token[:-1])
