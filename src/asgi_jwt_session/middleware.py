@@ -154,9 +154,8 @@ class JWTSessionMiddleware:
             self.max_chunks[name] = writer.chunks_for(read_size)
             self.needles[name] = name.encode("latin-1")
         self.no_cookie = Seen(name, codec, NO_COOKIE)  # never decoded: no token
-        self.front_size = min(FRONT_SIZE, config.cache_size)
         # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
-        self.front: LRUCache[bytes, Seen] = LRUCache(self.front_size)
+        self.front: LRUCache[bytes, Seen] = LRUCache(min(FRONT_SIZE, config.cache_size))
         self.context = SessionContext(config, self.format.writable, freshness)
         self.roles = config.roles
         # When a token is re-issued, for a remembered sign-in and for remember=False.
@@ -268,7 +267,7 @@ class JWTSessionMiddleware:
                 renew = now - issued_at >= renew_after or not codec.is_current(token)
                 if not self.owns_cookie and session.issued_at is not None:
                     session.lifetime = decoded.exp - session.issued_at
-                if not renew and self.front_size and len(token) <= codec.max_cached_size:
+                if not renew and self.front.size and len(token) <= codec.max_cached_size:
                     until = min(decoded.exp + config.leeway, issued_at + renew_after - 1)
                     if session.auth_time is not None:
                         until = min(until, session.auth_time + lifetime)
