@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Literal
 
 import orjson
@@ -35,13 +36,29 @@ DEFAULT_CONFIG = SessionConfig()
 
 
 def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    """Add ``Cookie`` to the response's ``Vary`` header (once)."""
-    for name, value in headers:
+    """Add ``Cookie`` to the response's ``Vary`` header (once). A header pair may be
+    any two-item iterable the ASGI spec allows (a tuple or a list)."""
+    for index, (name, value) in enumerate(headers):
         if len(name) == 4 and name.lower() == b"vary":
             if b"cookie" not in value.lower() and value.strip() != b"*":
-                headers[headers.index((name, value))] = (name, value + b", Cookie")
+                headers[index] = (name, value + b", Cookie")
             return
     headers.append(VARY_COOKIE)
+
+
+def replaced_session(current: object) -> Session:
+    """The session an app put in ``scope["session"]`` in place of the middleware's
+    (a framework's ``set_session()``/``clear_session()``), as a changed session: a
+    :class:`Session` as it is, a mapping as the new data with nobody signed in, and
+    anything else (``None``, a framework's "empty" marker) as a sign-out."""
+    if isinstance(current, Session):
+        session = current
+    elif isinstance(current, Mapping):
+        session = Session(current)
+    else:
+        session = Session()
+    session.mark_modified()
+    return session
 
 
 class Seen:
@@ -92,7 +109,6 @@ class JWTSessionMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        /,
         secret_key: SecretKey,
         session_cookie: str = "session",
         max_age: int | None = 30 * DAY,
@@ -208,8 +224,10 @@ class JWTSessionMiddleware:
         opened = (scope, seen.name, carried, renew, was_empty, decoded, session.jti)
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal started
+            nonlocal started, session
             started = True
+            if scope.get("session") is not session and message["type"] in START:
+                session = scope["session"] = replaced_session(scope.get("session"))
             if (pending or session.accessed) and message["type"] in START:
                 if pending or session.modified:
                     await self.start_response(message, session, *opened)
@@ -358,7 +376,9 @@ class JWTSessionMiddleware:
         if empty:  # cleared, or a cookie we could not read: expire every chunk it had
             return cookie.delete_all(carried, secure=secure)
         now = int(time.time())
-        if session.auth_time is None:
+        if session.auth_time is None and session.user is None:
+            # An anonymous session's absolute lifetime counts from its first cookie. A
+            # signed-in one without a sign-in time (Auth.js) is never given one.
             session.auth_time = now
         expires_at = self.context.expires_for(session, now)
         token = codec.encode(session.to_claims(now, expires_at))
