@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import HTTPConnection
@@ -162,6 +163,7 @@ class Session(dict[str, Any]):
     """
 
     __slots__ = ("accessed", "actor", "auth_ms", "auth_time", "authenticated_at", "checked_at",
+                 "cnf",
                  "expires_at", "issued_at", "jti", "lifetime", "modified", "remember", "user",
                  "version")
 
@@ -195,6 +197,8 @@ class Session(dict[str, Any]):
         self.authenticated_at = authenticated_at
         self.remember = remember
         self.actor = actor
+        # The device key of a session bound with DBSC (the token's ``cnf``), or None.
+        self.cnf: dict[str, Any] | None = None
         # Seconds a re-issued token lives when its cookie's owner decides (an Auth.js
         # token's own exp - iat); None: the middleware's max_age.
         self.lifetime: int | None = None
@@ -216,6 +220,7 @@ class Session(dict[str, Any]):
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
          session.checked_at, session.auth_time, session.auth_ms, session.authenticated_at,
          session.remember, session.actor) = fields
+        session.cnf = decoded.claims.get("cnf")
         return session
 
     def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
@@ -234,7 +239,11 @@ class Session(dict[str, Any]):
         claims["jti"] = self.jti
         claims["iat"] = now
         claims["exp"] = expires_at
-        auth_time = claims["auth_time"] = self.auth_time if self.auth_time is not None else now
+        # Only a sign-in sets auth_time: a re-issue never invents one (an Auth.js token
+        # without it stays without it, so it never passes for a fresh sign-in).
+        auth_time = self.auth_time
+        if auth_time is not None:
+            claims["auth_time"] = auth_time
         if self.auth_ms is not None:
             claims["auth_ms"] = self.auth_ms
         if self.authenticated_at is not None and self.authenticated_at != auth_time:
@@ -243,6 +252,8 @@ class Session(dict[str, Any]):
             claims["rem"] = False
         if self.actor is not None and self.user is not None:
             claims["act"] = self.actor.to_claim()
+        if self.cnf is not None and self.user is not None:
+            claims["cnf"] = self.cnf
         if len(self):
             claims["data"] = dict(self)
         return claims
@@ -305,6 +316,7 @@ class Session(dict[str, Any]):
         self.authenticated_at = now
         self.remember = remember
         self.actor = None
+        self.cnf = None  # a new sign-in is bound to no device until it registers
         self.checked_at = now
         self.issued_at = None
         self.mark_modified()
@@ -354,6 +366,7 @@ class Session(dict[str, Any]):
         self.authenticated_at = None
         self.remember = True
         self.actor = None
+        self.cnf = None
 
     def pop(self, key: str, *args: Any) -> Any:
         if key in self:
@@ -408,6 +421,21 @@ else:
     SignedIn = Session
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_connection(func: F) -> F:
+    """Show ``func`` to what reads signatures to fill arguments (FastAPI's
+    ``Depends(func)``) as taking the request's connection: the real annotation,
+    ``HTTPConnection | Scope``, reads to FastAPI as a body field it cannot build."""
+    returns = inspect.signature(func).return_annotation
+    conn = inspect.Parameter("conn", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             annotation=HTTPConnection)
+    func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [conn], return_annotation=returns)
+    return func
+
+
 def pending_expiry(conn: HTTPConnection | Scope, session: Session) -> int:
     """When the cookie the middleware issues for ``session`` (signed in during this
     request, so it has none yet) will expire."""
@@ -417,6 +445,7 @@ def pending_expiry(conn: HTTPConnection | Scope, session: Session) -> int:
     return int(context.expires_for(session, now)) if context is not None else now
 
 
+@takes_connection
 def auth(conn: HTTPConnection | Scope) -> SignedIn | None:
     """The session when a user is signed in, else ``None``.
 
@@ -425,7 +454,8 @@ def auth(conn: HTTPConnection | Scope) -> SignedIn | None:
     about to be issued will expire.
 
     Like ``request.session``, this marks the session accessed: the response depends on
-    the cookie and gets ``Vary: Cookie``.
+    the cookie and gets ``Vary: Cookie``. In FastAPI, ``Depends(auth)`` is the session
+    or ``None`` (as ``OptionalSession`` of :mod:`asgi_jwt_session.dependencies`).
     """
     session = get_session(conn)
     session.accessed = True
