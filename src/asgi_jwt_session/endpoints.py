@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from asgi_jwt_session.context import FreshnessHook, get_context
 from asgi_jwt_session.csrf import (
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 5.0
 
-__all__ = ["session_routes", "session_view"]
+__all__ = ["SessionApp", "session_app", "session_routes", "session_view"]
 
 NO_STORE = {"cache-control": "private, no-store"}
 
@@ -351,3 +352,32 @@ def session_routes(
               name="revoke_session"),
     ]
     return Mount(prefix, routes=routes, name=name)
+
+
+class SessionApp:
+    """The session endpoints as a plain ASGI app, for any framework to mount at a prefix
+    (see :func:`session_app`). It answers the path below the mount point whether the
+    framework strips the prefix (with or without setting ``root_path``, with or without
+    a trailing slash) or passes the full path with ``root_path`` set, as Starlette does."""
+
+    def __init__(self, routes: list[BaseRoute]) -> None:
+        self.router = Router(routes=routes, redirect_slashes=False)
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.router(scope, receive, send)
+        root_path = scope.get("root_path", "")
+        path = scope["path"]
+        if root_path and (path == root_path or path.startswith(root_path + "/")):
+            path = path[len(root_path):]
+        path = path.rstrip("/") or "/"
+        await self.router({**scope, "path": root_path + path}, receive, send)
+
+
+def session_app(store: Store | None = None, **options: Any) -> SessionApp:
+    """The session endpoints of :func:`session_routes` (same options, but no ``prefix``
+    nor ``name``) as a framework-neutral ASGI app: mount it at ``/auth`` in Litestar,
+    Quart, Django, Falcon, BlackSheep or any ASGI router. The middleware must wrap the
+    whole app, so that the endpoints find the session."""
+    return SessionApp(session_routes(store, prefix="", name=None, **options).routes)
