@@ -15,6 +15,7 @@ import pytest
 
 import asgi_jwt_session
 
+REPOSITORY = "https://github.com/asgi-jwt-session/asgi-jwt-session"
 ROOT = Path(__file__).parent.parent
 PACKAGE = Path(asgi_jwt_session.__file__).parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -52,9 +53,10 @@ def test_extras() -> None:
 
 
 def test_metadata_is_complete() -> None:
-    for field in ("description", "readme", "license", "authors", "keywords", "classifiers",
+    for field in ("description", "license", "authors", "keywords", "classifiers",
                   "requires-python"):
         assert PROJECT.get(field), field
+    assert "readme" in PROJECT["dynamic"]  # README.md, with absolute links: see below
     assert "Typing :: Typed" in PROJECT["classifiers"]
     assert PROJECT["scripts"] == {"asgi-jwt-session": "asgi_jwt_session.cli:main"}
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
@@ -82,6 +84,50 @@ def test_role_store_without_the_store_extra_says_what_to_install() -> None:
     assert "pip install 'asgi-jwt-session[store]'" in result.stdout
     assert result.stderr.startswith("error: RoleStore needs databases")
     assert result.stderr.count("\n") == 1
+
+
+def long_description() -> tuple[str, str]:
+    """The description PyPI shows, and its content type, as the build makes them (the
+    metadata hook of pyproject.toml applied to README.md)."""
+    from hatchling.metadata.core import ProjectMetadata
+    from hatchling.plugin.manager import PluginManager
+
+    core = ProjectMetadata(str(ROOT), PluginManager()).core
+    return core.readme, core.readme_content_type
+
+
+def test_project_urls() -> None:
+    urls = PROJECT["urls"]
+    assert {"Homepage", "Documentation", "Repository", "Issues", "Changelog"} <= set(urls)
+    assert all(url.startswith(REPOSITORY) for url in urls.values()), urls
+
+
+def test_long_description_renders_with_absolute_links() -> None:
+    """On PyPI a relative link or image (docs/demo.md, the screenshots) leads nowhere:
+    the description has absolute ones, to files that exist, and renders as PyPI does."""
+    import re
+
+    from readme_renderer.markdown import render
+
+    text, content_type = long_description()
+    assert content_type == "text/markdown"
+    html = render(text, variant="GFM")
+    assert html is not None and ">Install<" in html and "<table>" in html
+    targets = re.findall(r'(?:href|src)="([^"]*)"', html)
+    assert targets and all(target.startswith(("https://", "http://", "#"))
+                           for target in targets), targets
+    images = re.findall(r'<img[^>]* src="([^"]*)"', html)
+    assert len(images) >= 3, images
+    raw = REPOSITORY.replace("github.com", "raw.githubusercontent.com") + "/main/"
+    blob = REPOSITORY + "/blob/main/"
+    for target in targets:
+        for prefix in (raw, blob):
+            if target.startswith(prefix):
+                path = target.removeprefix(prefix).split("#")[0]
+                assert (ROOT / path).is_file(), target
+    assert all(image.startswith(raw) for image in images), images
+    # The README itself keeps relative links: GitHub and the docs site resolve them.
+    assert "](docs/demo.md)" in (ROOT / "README.md").read_text()
 
 
 # --- the built distributions (slow) ---------------------------------------------------------
@@ -180,6 +226,11 @@ def test_wheel_and_sdist_pass_twine_check(dist: Path) -> None:
     sdist = dist / f"asgi_jwt_session-{version}.tar.gz"
     assert wheel.exists() and sdist.exists(), sorted(dist.iterdir())
     run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
+    metadata = zipfile.ZipFile(wheel).read(
+        f"asgi_jwt_session-{version}.dist-info/METADATA").decode()
+    assert f"Project-URL: Repository, {REPOSITORY}" in metadata
+    assert "Description-Content-Type: text/markdown" in metadata
+    assert "](docs/" not in metadata and f"]({REPOSITORY}/blob/main/docs/" in metadata
 
     files = zipfile.ZipFile(wheel).namelist()
     assert "asgi_jwt_session/static/session.js" in files
