@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from asgi_jwt_session import apply as apply_module
 from asgi_jwt_session.authjs import AuthJSCodec, AuthJSFormat, authjs_secrets_from_env
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness
-from asgi_jwt_session.freshness import policy as freshness_policy
 from asgi_jwt_session.store import RoleStore, revoke_sessions
 from tests.authjs_node import JS, AuthJS, AuthJSUnavailable, install
 from tests.conftest import OLD_SECRET, SECRET, Users, make_app, opening, unavailable
@@ -215,7 +215,7 @@ def test_revocation_without_auth_time(flow: AuthJSFlow, client_for: Client, tmp_
     """Judged by ``iat``: a token Auth.js issued before the revocation is signed out, a
     later sign-in is not (and, writing, its cookie is never deleted); a warning says
     so, once."""
-    monkeypatch.setattr(freshness_policy, "warned_no_auth_time", False)
+    monkeypatch.setattr(apply_module, "warned_no_auth_time", False)
     store = RoleStore(f"sqlite:///{tmp_path / 'roles.db'}", table=table)
     app = make_app(session_routes(), lifespan=opening(store), format=AuthJSFormat(write=write),
                    freshness=Freshness(store, revalidate_after=60))

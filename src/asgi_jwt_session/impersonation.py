@@ -53,13 +53,13 @@ from typing import Any, Literal
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import (
     ImpersonationDenied,
     ImpersonationError,
     NotAuthenticated,
 )
-from asgi_jwt_session.freshness.policy import CheckedUser, apply_user
 from asgi_jwt_session.guards import check, require_admin
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session, SessionUser, get_session, new_session_id

@@ -15,7 +15,7 @@ issues a token at sign-in or renewal (:meth:`SessionRegistry.issued`), never on 
 ordinary request. A revocation bumps the user's session version, so version feeds
 announce it and the user's sessions revalidate; the revalidation query returns the
 user's revoked session ids with the user (:attr:`StoredUser.revoked_sessions`), and
-:func:`~asgi_jwt_session.freshness.apply_user` signs out the session whose ``jti`` is
+:func:`~asgi_jwt_session.apply.apply_user` signs out the session whose ``jti`` is
 among them. The registry only ever takes sessions away: a row never makes a token
 valid that its signature, expiry or the user row refuse.
 
@@ -38,8 +38,8 @@ import anyio
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.freshness.policy import CheckedUser, apply_user
 from asgi_jwt_session.guards import check
 from asgi_jwt_session.session import Session, get_session, new_session_id
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
