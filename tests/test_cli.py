@@ -15,7 +15,15 @@ import anyio
 import orjson
 import pytest
 
-from asgi_jwt_session.cli import OK, REFUSED, UNAVAILABLE, USAGE, main
+from asgi_jwt_session.cli import (
+    OK,
+    REFUSED,
+    UNAVAILABLE,
+    USAGE,
+    main,
+    mask_url,
+    without_secrets,
+)
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.store import RoleStore, StoredUser
@@ -217,6 +225,56 @@ def test_unreachable_database(capsys: Capture) -> None:
     assert (status, out) == (UNAVAILABLE, "")
     assert err.startswith("error: cannot reach postgresql://app:********@127.0.0.1:")
     assert "hunter2" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("source", ["--database", "$DATABASE_URL"])
+@pytest.mark.parametrize(("credentials", "query", "printed"), [
+    ("app", "?password=hunter2", "app@127.0.0.1:{port}/app?password=********"),
+    ("app", "?sslmode=disable&passwd=hunter2&application_name=cli",
+     "app@127.0.0.1:{port}/app?sslmode=disable&passwd=********&application_name=cli"),
+    ("app", "?pass%77ord=hunter2", "app@127.0.0.1:{port}/app?pass%77ord=********"),
+    ("app:hun%74er2", "?sslpassword=hunter2&connect_timeout=3",
+     "app:********@127.0.0.1:{port}/app?sslpassword=********&connect_timeout=3"),
+])
+def test_unreachable_database_never_prints_a_credential(
+        capsys: Capture, monkeypatch: pytest.MonkeyPatch, source: str, credentials: str,
+        query: str, printed: str) -> None:
+    port = free_port()
+    url = f"postgresql://{credentials}@127.0.0.1:{port}/app{query}"
+    if source == "--database":
+        argv = ["users", "--database", url, "--timeout", "5"]
+    else:
+        monkeypatch.setenv("DATABASE_URL", url)
+        argv = ["users", "--timeout", "5"]
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (UNAVAILABLE, "")
+    assert err.startswith(f"error: cannot reach postgresql://{printed.format(port=port)}: ")
+    assert "hunter2" not in err and "hun%74er2" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("url", "printed"), [
+    ("postgresql://app:s3cret@db:5432/app", "postgresql://app:********@db:5432/app"),
+    ("postgresql://app:p@ss@db/app", "postgresql://app:********@db/app"),
+    ("postgresql://app@db/app?password=s3cret", "postgresql://app@db/app?password=********"),
+    ("postgresql://db/app?user=app&PASSWORD=s3cret&sslkey=/k&sslmode=require",
+     "postgresql://db/app?user=app&PASSWORD=********&sslkey=********&sslmode=require"),
+    ("postgresql://app@h1:5432,h2:5433/app?token=t&api_secret=s&x=1",
+     "postgresql://app@h1:5432,h2:5433/app?token=********&api_secret=********&x=1"),
+    ("postgresql:///app?host=/run/postgresql&passfile=/p", "postgresql:///app?host=/run/"
+     "postgresql&passfile=********"),
+    ("postgresql://app:pw@db/app#pw", "postgresql://app:********@db/app#********"),
+    ("sqlite:///var/app.db", "sqlite:///var/app.db"),
+])
+def test_mask_url(url: str, printed: str) -> None:
+    assert mask_url(url) == printed
+
+
+def test_a_message_quoting_the_url_or_its_password_is_masked() -> None:
+    url = "postgresql://app:pw%2Fx@db/app?sslpassword=k%20ey"
+    message = f"bad {url}: password 'pw/x' or 'k ey' refused (k%20ey)"
+    assert without_secrets(message, url) == ("bad postgresql://app:********@db/app?"
+                                             "sslpassword=********: password '********' or "
+                                             "'********' refused (********)")
 
 
 def test_no_traceback_from_the_console_script(tmp_path: Path) -> None:

@@ -27,12 +27,14 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 import orjson
 
@@ -55,6 +57,11 @@ UNAVAILABLE = 3  # the database cannot be reached
 
 # What goes wrong is said once, in one line: the library's log lines stay out of it.
 QUIET = logging.NullHandler()
+
+MASK = "********"
+# Query parameters whose value is masked wherever a URL is printed: libpq's password,
+# sslpassword and passfile, and anything else that looks like a secret.
+SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|cred|sig", re.IGNORECASE)
 
 
 class CommandError(Exception):
@@ -96,11 +103,79 @@ def decode(args: argparse.Namespace) -> int:
     return OK
 
 
+# Printing database URLs
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials ``url`` carries (as written and percent-decoded), longest first:
+    the password of its user info, the values of its secret-looking query parameters."""
+    found: set[str] = set()
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        password = userinfo.partition(":")[2]
+        found.update((password, unquote(password)))
+    for pair in parts.query.split("&"):
+        key, equals, value = pair.partition("=")
+        if equals and SECRET_PARAMETER.search(unquote_plus(key)):
+            found.update((value, unquote_plus(value)))
+    if parts.fragment:
+        found.add(parts.fragment)
+    return sorted((secret for secret in found if secret), key=len, reverse=True)
+
+
+def mask_url(url: str) -> str:
+    """``url`` as printed: the password and every secret-looking query parameter's value
+    replaced with ``********`` (``postgresql://app:********@db/app?sslpassword=********``),
+    user, host, database and other options kept. A URL that cannot be parsed is not
+    printed at all."""
+    try:
+        parts = urlsplit(url)
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            userinfo = f"{userinfo.partition(':')[0]}:{MASK}"
+        netloc = f"{userinfo}@{hosts}" if at else hosts
+        query = []
+        for pair in parts.query.split("&") if parts.query else ():
+            key, equals, value = pair.partition("=")
+            if equals and SECRET_PARAMETER.search(unquote_plus(key)):
+                value = MASK
+            query.append(f"{key}{equals}{value}")
+        # Put together by hand: urlunsplit drops an empty host (sqlite:///path.db).
+        masked = f"{parts.scheme}:" if parts.scheme else ""
+        if url[len(masked):].startswith("//"):
+            masked += f"//{netloc}"
+        masked += parts.path
+        if query:
+            masked += "?" + "&".join(query)
+        return masked + (f"#{MASK}" if parts.fragment else "")
+    except ValueError:
+        return "the database URL"
+
+
+def without_secrets(text: str, url: str) -> str:
+    """``text`` with ``url`` masked and none of its credentials left, wherever they
+    appear (a driver's message may quote them)."""
+    text = text.replace(url, mask_url(url))
+    try:
+        secrets = url_secrets(url)
+    except ValueError:  # unparseable: mask_url printed none of it
+        secrets = [url]
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """The database URL a store command works on (``--database`` or ``$DATABASE_URL``)."""
+    return str(getattr(args, "database", None) or os.environ.get(DATABASE_ENV, ""))
+
+
 # The role store
 
 
 def open_store(args: argparse.Namespace) -> RoleStore:
-    url = args.database or os.environ.get(DATABASE_ENV, "")
+    url = database_url(args)
     if not url:
         raise CommandError(f"no database: pass --database URL or set ${DATABASE_ENV}", USAGE)
     try:
@@ -181,7 +256,7 @@ def run_store(args: argparse.Namespace, work: Callable[[RoleStore], Awaitable[st
     try:
         output = asyncio.run(session())
     except StoreUnavailable as exc:
-        url = store.database.url.obscure_password
+        url = mask_url(str(store.database.url))
         raise CommandError(f"cannot reach {url}: {exc}", UNAVAILABLE) from None
     except UnknownUser as exc:
         raise CommandError(f"no user {exc.args[0]!r}") from None
@@ -392,7 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.run(args)
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = str(exc)
+        url = database_url(args) if hasattr(args, "database") else ""
+        if url:  # whatever the message quotes, no credential of the URL is printed
+            message = without_secrets(message, url)
+        print(f"error: {message}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:
         return 130
