@@ -201,12 +201,25 @@ def test_rat_is_left_out_until_it_differs_from_the_sign_in(client_for: Client,
 
 
 def test_reauthenticate_needs_a_signed_in_user() -> None:
-    with pytest.raises(ValueError, match="signed in"):
+    with pytest.raises(NotAuthenticated):
         Session().reauthenticate()
     session = Session()
     session.login("alice", "USER")
     session.reauthenticate()
     assert session.authenticated_at is not None and session.modified
+
+
+def test_reauthenticate_after_the_session_ended_asks_to_sign_in(client_for: Client,
+                                                                 clock: Clock) -> None:
+    # The user idled past the session's end on the confirm-password page, then submitted.
+    client = client_for(app())
+    html = {"accept": "text/html"}
+    response = client.post("/confirm", headers=html, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login")
+    response = client.post("/confirm")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Not authenticated"
 
 
 def test_a_token_without_auth_time_is_never_fresh(client_for: Client, clock: Clock) -> None:

@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from asgi_jwt_session.codec import ACTOR_CLAIM_TYPES, RESERVED_CLAIMS, Decoded, compact_json
+from asgi_jwt_session.errors import NotAuthenticated
 
 
 class SessionUser:
@@ -323,9 +324,12 @@ class Session(dict[str, Any]):
 
     def reauthenticate(self) -> None:
         """Record that the signed-in user has just proved their credentials again (the
-        app checked the password): what :func:`requires_fresh_login` asks for."""
+        app checked the password): what :func:`requires_fresh_login` asks for.
+
+        Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when nobody is signed
+        in (the session ended while the user typed: sent to sign in, or 401)."""
         if self.user is None:
-            raise ValueError("nobody is signed in")
+            raise NotAuthenticated()
         self.authenticated_at = int(time.time())
         self.mark_modified()
 
@@ -439,7 +443,7 @@ def takes_connection(func: F) -> F:
 def pending_expiry(conn: HTTPConnection | Scope, session: Session) -> int:
     """When the cookie the middleware issues for ``session`` (signed in during this
     request, so it has none yet) will expire."""
-    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
     context = scope.get("session_context")  # context.SessionContext, duck-typed: no cycle
     now = int(time.time())
     return int(context.expires_for(session, now)) if context is not None else now
@@ -488,6 +492,7 @@ def reauthenticate(conn: HTTPConnection | Scope) -> Session:
     guard :func:`~asgi_jwt_session.guards.requires_fresh_login` then lets sensitive
     actions through for its ``max_age``. The cookie is re-issued with the new time.
     While an admin impersonates someone, it is the admin's credentials that count.
+    Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when nobody is signed in.
     """
     session = get_session(conn)
     session.reauthenticate()
