@@ -17,13 +17,19 @@ import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from asgi_jwt_session import JWTSessionMiddleware, require_role
 from asgi_jwt_session.store import RoleStore
 from tests.docs_blocks import PAGES, ROOT, blocks, page_source, python_blocks
 
@@ -32,12 +38,12 @@ RUNNABLE = [page for page in PAGES if python_blocks(page)]
 
 
 def page_id(page: Path) -> str:
-    return str(page.relative_to(ROOT))
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
 
 
 def run_page(page: Path) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
-    with asyncio.Runner() as runner:
+    with asyncio.Runner() as runner, made_middlewares() as made:
         for block in python_blocks(page):
             code = compile("\n" * (block.line) + block.source, str(page), "exec",
                            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
@@ -49,11 +55,84 @@ def run_page(page: Path) -> dict[str, Any]:
             check = CHECKS.get(page_id(page))
             if check is not None:
                 check(namespace)
+            check_guards_answer(page, namespace, made)
         finally:  # a page's stores stay connected as a running app's would: close them
             for value in list(namespace.values()):
                 if isinstance(value, RoleStore) and value.is_connected:
                     runner.run(value.disconnect())
     return namespace
+
+
+# --- every app a page sets up answers a guard's refusal, never 500 ----------------------
+
+PROBE = "/__docs_probe__"
+
+
+async def probe(request: Request) -> JSONResponse:
+    return JSONResponse({"id": require_role(request, "ADMIN").id})
+
+
+@contextmanager
+def made_middlewares() -> Iterator[list[JWTSessionMiddleware]]:
+    """Every ``JWTSessionMiddleware`` made meanwhile: also one a block makes and drops
+    (``JWTSessionMiddleware(app, ...)`` as a statement) or one wrapped around an app."""
+    made: list[JWTSessionMiddleware] = []
+    original = JWTSessionMiddleware.__init__
+
+    def init(self: JWTSessionMiddleware, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JWTSessionMiddleware, "__init__", init)
+        yield made
+
+
+def wrapped_app(outer: object) -> Starlette | None:
+    """The Starlette (or FastAPI) app inside an ASGI wrapper, if any."""
+    for _ in range(10):
+        if isinstance(outer, Starlette):
+            return outer
+        outer = getattr(outer, "app", None)
+    return None
+
+
+def session_apps(namespace: dict[str, Any], made: list[JWTSessionMiddleware],
+                 ) -> list[tuple[str, Any, Starlette]]:
+    """(name, what a server would run, the Starlette app inside) for each app of a page
+    with the session middleware: installed with ``Middleware(...)``/``add_middleware``,
+    or wrapped around the app from outside."""
+    found: dict[int, tuple[str, Any, Starlette]] = {}
+    for name, value in namespace.items():
+        if isinstance(value, Starlette) and any(
+                isinstance(m.cls, type) and issubclass(m.cls, JWTSessionMiddleware)
+                for m in value.user_middleware):
+            found[id(value)] = (name, value, value)
+    for middleware in made:
+        inner = wrapped_app(middleware)
+        if inner is not None:
+            found[id(inner)] = (f"JWTSessionMiddleware({type(inner).__name__}(), ...)",
+                                middleware, inner)
+    return list(found.values())
+
+
+def check_guards_answer(page: Path, namespace: dict[str, Any],
+                        made: list[JWTSessionMiddleware]) -> None:
+    """A guarded route of each app the page sets up answers 401 to a request without a
+    session, as the guards promise; a set-up where it answers 500 (the middleware
+    wrapped around a Starlette app from outside, whose error middleware meets the
+    guard's error first) fails the page."""
+    for name, entry, app in session_apps(namespace, made):
+        route = Route(PROBE, probe)
+        app.router.routes.insert(0, route)  # before any stand-in (`routes=[...]`)
+        try:
+            client = TestClient(entry, raise_server_exceptions=False)
+            answer = client.get(PROBE, headers={"accept": "application/json"})
+        finally:
+            app.router.routes.remove(route)
+        assert answer.status_code == 401, (
+            f"{page_id(page)}: in the app {name}, a guarded route answers "
+            f"{answer.status_code}, not 401, to a request without a session")
 
 
 @pytest.fixture
@@ -156,3 +235,39 @@ def test_readme_quick_start_is_mypy_strict_clean(tmp_path: Path) -> None:
         env={**os.environ, "MYPY_CACHE_DIR": str(tmp_path / ".mypy_cache")},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+SET_UPS = {
+    "wrapped from outside": ("app = Starlette(routes=[Route('/', home)])\n"
+                             "JWTSessionMiddleware(app, secret_key=SECRET)\n", 500),
+    "wrapped from outside, kept": ("app = Starlette(routes=[Route('/', home)])\n"
+                                   "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", 500),
+    "wrapped, with the exception handlers": (
+        "app = Starlette(exception_handlers=exception_handlers)\n"
+        "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", None),
+    "Middleware(...)": ("app = Starlette(middleware=[Middleware(JWTSessionMiddleware,"
+                        " secret_key=SECRET)])\n", None),
+    "add_middleware": ("app = Starlette()\n"
+                       "app.add_middleware(JWTSessionMiddleware, secret_key=SECRET)\n", None),
+}
+
+
+@pytest.mark.parametrize("set_up", SET_UPS)
+def test_runner_fails_a_page_whose_guards_answer_500(set_up: str, docs_env: Path) -> None:
+    """The runner itself: a snippet whose set-up turns a guard's 401 into a 500 fails."""
+    code, status = SET_UPS[set_up]
+    page = docs_env / "page.md"
+    page.write_text(
+        "```python\nimport os\n\nfrom starlette.applications import Starlette\n"
+        "from starlette.middleware import Middleware\nfrom starlette.responses import "
+        "PlainTextResponse\nfrom starlette.routing import Route\n\n"
+        "from asgi_jwt_session import JWTSessionMiddleware\n"
+        "from asgi_jwt_session.responses import exception_handlers\n\n"
+        "SECRET = os.environ['SESSION_SECRET']\n\n\n"
+        "async def home(request):\n    return PlainTextResponse('home')\n\n\n"
+        f"{code}```\n")
+    if status is None:
+        run_page(page)
+    else:
+        with pytest.raises(AssertionError, match=f"a guarded route answers {status}"):
+            run_page(page)
