@@ -4,18 +4,31 @@ Swagger UI; the session endpoints as an APIRouter; and ``auth()``'s ``SignedIn``
 
 from __future__ import annotations
 
+import inspect
+import pydoc
 import subprocess
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from starlette.requests import Request
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from asgi_jwt_session import JWTSessionMiddleware, Role, Session, SessionUser, auth, login
+from asgi_jwt_session import (
+    JWTSessionMiddleware,
+    Role,
+    RoleHierarchy,
+    Session,
+    SessionUser,
+    auth,
+    login,
+    require_admin,
+    require_fresh_login,
+    require_role,
+)
 from asgi_jwt_session.dependencies import (
     AUTH_RESPONSES,
     AdminUser,
@@ -23,6 +36,7 @@ from asgi_jwt_session.dependencies import (
     CurrentSession,
     CurrentUser,
     OptionalSession,
+    RequireAdmin,
     RequireCSRF,
     RequireFreshLogin,
     RequireLogin,
@@ -43,6 +57,8 @@ OrgAdmin = Annotated[SessionUser, RequireRole(Role.ORG_ADMIN)]
 FreshUser = Annotated[SessionUser, RequireFreshLogin(max_age=60)]
 APP_COOKIE = SessionCookie("app.session")
 AppUser = Annotated[SessionUser, RequireLogin(scheme=APP_COOKIE)]
+STAFF = RoleHierarchy(["STAFF", "OWNER"])
+Owner = Annotated[SessionUser, RequireAdmin(roles=STAFF)]
 
 
 def make_api(users: Users | None = None, **options: Any) -> FastAPI:
@@ -154,6 +170,75 @@ def test_require_role_needs_a_role() -> None:
         RequireRole()
     with pytest.raises(ValueError, match="max_age"):
         RequireFreshLogin(max_age=-1)
+
+
+def test_plain_guards_as_dependencies(client_for: Client, clock: Clock) -> None:
+    # Depends(auth) and Depends(require_admin) once failed at definition with FastAPI's
+    # "Invalid args for response field!" (their parameter is HTTPConnection | Scope).
+    api = FastAPI()
+    api.add_middleware(JWTSessionMiddleware, secret_key=SECRET)
+
+    @api.get("/maybe")
+    async def maybe(session: Annotated[Session | None, Depends(auth)]) -> dict[str, str | None]:
+        return {"id": session.user.id if session is not None and session.user else None}
+
+    @api.get("/admin")
+    async def admin(user: Annotated[SessionUser, Depends(require_admin)]) -> dict[str, str]:
+        return {"id": user.id}
+
+    @api.get("/admin-called")
+    async def admin_called(user: Annotated[SessionUser, Depends(require_admin())]
+                           ) -> dict[str, str]:
+        return {"id": user.id}
+
+    @api.post("/sudo")
+    async def sudo(user: Annotated[SessionUser, Depends(require_fresh_login)]) -> dict[str, str]:
+        return {"id": user.id}
+
+    @api.websocket("/ws")
+    async def ws(websocket: WebSocket,
+                 user: Annotated[SessionUser, Depends(require_admin)]) -> None:
+        await websocket.accept()
+        await websocket.send_json({"id": user.id})
+        await websocket.close()
+
+    for path in ("/maybe", "/admin", "/sudo"):  # no query parameter made of `conn`
+        params = operation(api, "post" if path == "/sudo" else "get", path).get(
+            "parameters", [])
+        assert params == [], path
+    client = client_for(api)
+    assert client.get("/maybe").json() == {"id": None}
+    assert client.get("/admin", headers=JSON).status_code == 401
+    assert client.post("/sudo", headers=JSON).status_code == 401
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws"):
+        pass
+    assert refused.value.code == 4401
+    sign_in(client, SECRET, "bob", "USER")
+    assert client.get("/maybe").json() == {"id": "bob"}
+    assert client.get("/admin", headers=JSON).status_code == 403
+    assert client.get("/admin-called", headers=JSON).status_code == 403
+    assert client.post("/sudo").json() == {"id": "bob"}
+    clock.now += 301  # require_fresh_login's default max_age
+    assert client.post("/sudo", headers=JSON).json()["reason"] == "reauthentication_required"
+    sign_in(client, SECRET, "ann", "ADMIN")
+    assert client.get("/admin").json() == {"id": "ann"}
+    assert client.get("/admin-called").json() == {"id": "ann"}
+    with client.websocket_connect("/ws") as websocket:
+        assert websocket.receive_json() == {"id": "ann"}
+
+
+def test_depends_require_role_without_roles_fails_at_definition() -> None:
+    # It once made a required `args` query parameter: every call answered 422.
+    api = FastAPI()
+    with pytest.raises(TypeError, match=r"Depends\(require_role\) needs the roles.*"
+                                        r"require_role\(Role.ADMIN\).*RequireRole"):
+        @api.get("/org")
+        async def org(user: Annotated[SessionUser, Depends(require_role)]) -> None: ...
+    # The function itself is unchanged: its help, and its plain calls.
+    assert "(*args" in pydoc.render_doc(require_role, renderer=pydoc.plaintext)
+    assert "conn" in str(inspect.signature(require_admin))
+    with pytest.raises(TypeError, match="at least one role"):
+        require_role()
 
 
 def test_fresh_login(client: TestClient, clock: Clock) -> None:
@@ -273,6 +358,40 @@ def test_openapi_guarded_routes(api: FastAPI) -> None:
         "Signed in without the role; CSRF check failed")
     assert {"csrfToken": []} in promote["security"]
     assert {"sessionCookie": ["ORG_ADMIN"]} in promote["security"]
+
+
+def test_openapi_admin_lists_its_role(client_for: Client) -> None:
+    api = make_api()
+    assert operation(api, "get", "/admin")["security"] == [{"sessionCookie": ["ADMIN"]}]
+    api = FastAPI()
+    api.add_middleware(JWTSessionMiddleware, secret_key=SECRET, roles=STAFF)
+
+    @api.get("/owner")
+    async def owner(user: Owner) -> str:
+        return user.id
+
+    assert operation(api, "get", "/owner")["security"] == [{"sessionCookie": ["OWNER"]}]
+    client = client_for(api)
+    sign_in(client, SECRET, "ann", "STAFF")
+    assert client.get("/owner", headers=JSON).status_code == 403
+    sign_in(client, SECRET, "ann", "OWNER")
+    assert client.get("/owner").json() == "ann"
+
+
+def test_openapi_registry_routes_only_with_a_registry(client_for: Client) -> None:
+    sessions = {"/auth/sessions", "/auth/sessions/revoke-others",
+                "/auth/sessions/{session_id}/revoke"}
+    without = FastAPI()
+    without.add_middleware(JWTSessionMiddleware, secret_key=SECRET)
+    without.include_router(session_router())
+    assert not sessions & set(without.openapi()["paths"])
+    client = client_for(without)
+    sign_in(client, SECRET, "ann", "USER")
+    assert client.get("/auth/sessions").status_code == 404  # served: says why it is 404
+    assert "registry" in client.get("/auth/sessions").json()["detail"]
+    with_registry = FastAPI()
+    with_registry.include_router(session_router(registry=True))
+    assert sessions <= set(with_registry.openapi()["paths"])
 
 
 def test_openapi_session_endpoints(api: FastAPI) -> None:

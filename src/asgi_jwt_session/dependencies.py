@@ -51,6 +51,7 @@ from asgi_jwt_session.csrf import CSRF_COOKIE, CSRF_HEADER, trusted, verify_csrf
 from asgi_jwt_session.endpoints import DEFAULT_TIMEOUT, session_routes
 from asgi_jwt_session.errors import NotAuthenticated
 from asgi_jwt_session.guards import (
+    DEFAULT_ROLES,
     FRESH_LOGIN_AGE,
     check,
     fresh_age,
@@ -59,6 +60,7 @@ from asgi_jwt_session.guards import (
     require_role,
     role_names,
 )
+from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import SessionUser, SignedIn, auth
 from asgi_jwt_session.store.base import Store
 
@@ -261,16 +263,22 @@ def RequireRole(*roles: str, scheme: SessionCookie = SESSION_COOKIE
     return documented(user_with_role, FORBIDDEN, scopes=names)
 
 
-def RequireAdmin(*, scheme: SessionCookie = SESSION_COOKIE) -> params.Security:
+def RequireAdmin(*, roles: RoleHierarchy = DEFAULT_ROLES,
+                 scheme: SessionCookie = SESSION_COOKIE) -> params.Security:
     """The signed-in user with the highest role of the middleware's hierarchy (``ADMIN``
-    by default), else 401 or 403 (:data:`AdminUser` with the default cookie)."""
+    by default), else 401 or 403 (:data:`AdminUser` with the default cookie).
+
+    The operation's security requirement lists the highest role of ``roles``, as
+    :func:`RequireRole` lists its roles: give the middleware's own ``roles=`` when it
+    is another hierarchy (the check always uses the middleware's).
+    """
 
     async def admin_user(conn: HTTPConnection,
                          cookie: Annotated[str | None, params.Security(scheme)]
                          ) -> SessionUser:
         return require_admin(conn)
 
-    return documented(admin_user, FORBIDDEN)
+    return documented(admin_user, FORBIDDEN, scopes=[roles.highest])
 
 
 def RequireFreshLogin(max_age: int = FRESH_LOGIN_AGE, *,
@@ -372,6 +380,9 @@ ROUTE_DOCS: dict[str, tuple[str, Responses]] = {
 }
 
 
+REGISTRY_ROUTES = frozenset({"sessions", "revoke_session", "revoke_other_sessions"})
+
+
 def path_parameters(route: Route) -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in route.param_convertors]
@@ -389,6 +400,7 @@ def session_router(
     name: str | None = "auth",
     tags: Sequence[str] = ("session",),
     scheme: SessionCookie = SESSION_COOKIE,
+    registry: bool = False,
 ) -> APIRouter:
     """:func:`~asgi_jwt_session.endpoints.session_routes` as a FastAPI ``APIRouter``:
     ``app.include_router(session_router())``.
@@ -400,6 +412,11 @@ def session_router(
     the schema. Route names are ``auth:session``, ``auth:refresh``, ``auth:signout``,
     ``auth:script``... (``name:route``), as under ``session_routes``' mount.
     ``scheme`` is the session cookie's :class:`SessionCookie` (another cookie name).
+
+    The ``/sessions`` routes (a user's sessions, revoking them) need a session registry
+    on the middleware's freshness (``Freshness(store,
+    registry=SessionRegistry(store))``) and answer 404 without one: they are listed in
+    the schema only with ``registry=True``.
     """
     mount = session_routes(store, prefix="", user_loader=user_loader,
                            csrf_cookie=csrf_cookie, csrf_header=csrf_header,
@@ -423,7 +440,8 @@ def session_router(
             route.path, route.endpoint, methods=methods, summary=summary,
             responses=responses, name=f"{name}:{route.name}" if name else route.name,
             dependencies=schemes,
-            include_in_schema=route.name != "script",
+            include_in_schema=route.name != "script" and (
+                registry or route.name not in REGISTRY_ROUTES),
             openapi_extra={"parameters": parameters} if parameters else None,
         )
     return router

@@ -21,7 +21,7 @@ from starlette.types import Scope
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import NotAuthenticated, PermissionDenied, ReauthenticationRequired
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.session import SessionUser, get_session
+from asgi_jwt_session.session import SessionUser, get_session, takes_connection
 
 __all__ = [
     "require_admin",
@@ -46,7 +46,7 @@ FRESH_LOGIN_AGE = 300  # seconds: how recent a sign-in requires_fresh_login asks
 
 
 def check(conn: HTTPConnection | Scope, roles: tuple[str, ...]) -> SessionUser:
-    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
     session = get_session(scope)
     session.mark_accessed()  # the response depends on the cookie: Vary: Cookie
     user = session.user
@@ -89,6 +89,26 @@ def role_names(roles: tuple[Any, ...], name: str) -> tuple[str, ...]:
     if not all(isinstance(role, str) for role in roles):
         raise TypeError(f"{name}() takes role names, like {name}(Role.ADMIN)")
     return tuple(str(role) for role in roles)
+
+
+class MisusedDependency(inspect.Signature):
+    """The signature of a function that is no dependency as it is: FastAPI reads its
+    parameters when a route with ``Depends(func)`` is defined, and gets ``message`` as
+    a ``TypeError`` there; ``help()`` still shows the real signature."""
+
+    __slots__ = ("message", "text")
+
+    def __init__(self, func: Callable[..., Any], message: str) -> None:
+        super().__init__()
+        self.text = str(inspect.signature(func))
+        self.message = message
+
+    @property
+    def parameters(self) -> Any:
+        raise TypeError(self.message)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def find_connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection | Scope:
@@ -173,17 +193,27 @@ def require_role(*args: Any) -> SessionUser | Dependency:
     return dependency
 
 
+# Depends(require_role): the roles are missing; fail where the route is defined.
+require_role.__signature__ = MisusedDependency(  # type: ignore[attr-defined]
+    require_role, "Depends(require_role) needs the roles: Depends(require_role(Role.ADMIN)), or "
+    "Annotated[SessionUser, RequireRole(Role.ADMIN)] from asgi_jwt_session.dependencies "
+    "(CurrentUser for any signed-in user)")
+
+
 @overload
 def require_admin(conn: HTTPConnection | Scope, /) -> SessionUser: ...
 @overload
 def require_admin() -> Dependency: ...
-def require_admin(conn: HTTPConnection | Scope | None = None, /) -> SessionUser | Dependency:
+@takes_connection
+def require_admin(conn: HTTPConnection | Scope | None = None) -> SessionUser | Dependency:
     """``require_role`` for the highest role of the hierarchy (``ADMIN`` by default).
 
-    ``require_admin()`` without a request returns a FastAPI dependency.
+    ``require_admin()`` without a request returns a FastAPI dependency; so does
+    ``require_admin`` itself: ``Depends(require_admin)`` and ``Depends(require_admin())``
+    are the same.
     """
     if conn is not None:
-        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+        scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
         return check(conn, (roles_of(scope).highest,))
 
     async def dependency(conn: HTTPConnection) -> SessionUser:
@@ -216,14 +246,16 @@ def require_fresh_login(conn: HTTPConnection | Scope, /, *, max_age: int = ...
                         ) -> SessionUser: ...
 @overload
 def require_fresh_login(*, max_age: int = ...) -> Dependency: ...
-def require_fresh_login(conn: HTTPConnection | Scope | None = None, /, *,
+@takes_connection
+def require_fresh_login(conn: HTTPConnection | Scope | None = None, *,
                         max_age: int = FRESH_LOGIN_AGE) -> SessionUser | Dependency:
     """``require_fresh_login(request, max_age=300)``: the signed-in :class:`SessionUser`
     when they proved their credentials at most ``max_age`` seconds ago; else raises
     (see :func:`requires_fresh_login`).
 
     ``require_fresh_login(max_age=300)`` without a request returns a FastAPI
-    dependency: ``user: SessionUser = Depends(require_fresh_login(max_age=300))``.
+    dependency: ``user: SessionUser = Depends(require_fresh_login(max_age=300))``
+    (``Depends(require_fresh_login)``: the default ``max_age``).
     """
     age = fresh_age(max_age)
     if conn is not None:
