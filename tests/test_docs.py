@@ -15,6 +15,7 @@ import ast
 import asyncio
 import inspect
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -271,3 +272,45 @@ def test_runner_fails_a_page_whose_guards_answer_500(set_up: str, docs_env: Path
     else:
         with pytest.raises(AssertionError, match=f"a guarded route answers {status}"):
             run_page(page)
+
+
+# --- one name for the secret, readable link texts --------------------------------------
+
+SECRET_VARIABLE = re.compile(
+    r"""environ(?:\.get)?[\[(]["'](\w*SECRET\w*)|getenv\(["'](\w*SECRET\w*)"""
+    r"""|\b(\w*SECRET\w*)=["']?\$\(|export (\w*SECRET\w*)|\b(\w*SECRET\w*)='[^']*' asgi""")
+AUTHJS_VARIABLES = {"AUTH_SECRET", "NEXTAUTH_SECRET"}  # Auth.js's own, for its cookies
+
+
+def user_facing_files() -> list[Path]:
+    return [*PAGES, *sorted((ROOT / "examples").rglob("*.md")),
+            *sorted((ROOT / "examples").rglob("*.py")), *sorted((ROOT / "demo").rglob("*.py"))]
+
+
+def test_the_secret_has_one_variable_name() -> None:
+    """README, docs, examples and the demo read (and tell users to set) one environment
+    variable for the session secret: ``SESSION_SECRET``."""
+    found: dict[str, set[str]] = {}
+    for path in user_facing_files():
+        for match in SECRET_VARIABLE.finditer(path.read_text()):
+            name = next(group for group in match.groups() if group)
+            found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    assert "SESSION_SECRET" in found
+    assert set(found) <= {"SESSION_SECRET", *AUTHJS_VARIABLES}, found
+
+
+LINK_TEXT = re.compile(r"(?<!!)\[`?([^\]`]+)`?\]\(([^)\s]+)\)")
+FILE_NAME = re.compile(r"^[\w./-]+\.(?:md|py|png|json|ts|js|html)$")
+
+
+def test_link_texts_are_titles_not_file_paths() -> None:
+    """A link reads as what it leads to ("[Freshness](docs/freshness.md)"), not as a file
+    path ("[docs/freshness.md](docs/freshness.md)"): in the docs site and on PyPI the
+    path means nothing."""
+    paths = []
+    for path in [*PAGES, *sorted((ROOT / "examples").rglob("README.md"))]:
+        for text in re.split(r"^\s*```.*?^\s*```", path.read_text(), flags=re.M | re.S):
+            for match in LINK_TEXT.finditer(text):
+                if FILE_NAME.match(match[1]):
+                    paths.append(f"{path.relative_to(ROOT)}: [{match[1]}]({match[2]})")
+    assert paths == [], paths

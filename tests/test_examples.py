@@ -109,7 +109,7 @@ def test_fastapi_role_change_is_seen_on_the_next_request(fastapi_example: Browse
     assert self_demotion.status_code == 400
 
     client = browsers.use("bob")  # no new sign-in, no refresh
-    assert client.get("/reports").json() == {"report": "for bob, a ORG_ADMIN"}
+    assert client.get("/reports").json() == {"report": "for bob", "role": "ORG_ADMIN"}
     refreshed = client.post("/auth/session/refresh", headers=browsers.csrf())
     assert refreshed.json()["session"]["user"] == {"id": "bob", "role": "ORG_ADMIN"}
 
@@ -187,7 +187,7 @@ def test_starlette_example() -> None:
 def raw_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "uvicorn.log").open("w")
-    env = {**os.environ, "SECRET_KEY": SECRET}
+    env = {**os.environ, "SESSION_SECRET": SECRET}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.raw_asgi.app:app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],

@@ -2,7 +2,7 @@
 that take effect on the user's next request.
 
 Run it from this folder: ``uvicorn app:app --reload``, then open http://127.0.0.1:8000/docs.
-``SECRET_KEY`` and ``DATABASE_URL`` come from the environment.
+``SESSION_SECRET`` and ``DATABASE_URL`` come from the environment.
 """
 
 import hmac
@@ -72,12 +72,12 @@ def user_view(user: SessionUser) -> dict[str, str]:
 
 def create_app(secret_key: str | None = None, database_url: str | None = None) -> FastAPI:
     """The app; ``secret_key`` and ``database_url`` default to the environment's
-    ``SECRET_KEY`` (else a random one: sessions end when the process does) and
+    ``SESSION_SECRET`` (else a random one: sessions end when the process does) and
     ``DATABASE_URL`` (else ``sqlite:///fastapi-example.sqlite3``)."""
     if secret_key is None:
-        secret_key = os.environ.get("SECRET_KEY")
+        secret_key = os.environ.get("SESSION_SECRET")
     if not secret_key:
-        logger.warning("SECRET_KEY is not set: using a random one (asgi-jwt-session keygen)")
+        logger.warning("SESSION_SECRET is not set: using a random one (asgi-jwt-session keygen)")
         secret_key = secrets.token_urlsafe(32)
     store = RoleStore(database_url or os.environ.get("DATABASE_URL")
                       or "sqlite:///fastapi-example.sqlite3")
@@ -118,7 +118,7 @@ def create_app(secret_key: str | None = None, database_url: str | None = None) -
 
     @app.get("/reports")
     async def reports(user: OrgAdmin) -> dict[str, str]:
-        return {"report": f"for {user.id}, a {user.role}"}
+        return {"report": f"for {user.id}", "role": user.role}
 
     @app.get("/admin/users")
     async def list_users(admin: AdminUser) -> list[dict[str, Any]]:

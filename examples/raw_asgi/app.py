@@ -2,7 +2,7 @@
 ``scope["session"]``; ``auth(scope)``, ``login(scope, ...)``, ``logout(scope)`` and
 ``require_role(scope, ...)`` take the scope.
 
-Run it from this folder: ``uvicorn app:app``; ``SECRET_KEY`` comes from the environment.
+Run it from this folder: ``uvicorn app:app``; ``SESSION_SECRET`` comes from the environment.
 
 - ``POST /login`` with a JSON body ``{"username", "password"}``: signs in.
 - ``GET /me``: who is signed in (``null`` when nobody is).
@@ -106,11 +106,11 @@ async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def create_app(secret_key: str | None = None) -> ASGIApp:
-    """``endpoint`` under the middleware; ``secret_key`` defaults to ``SECRET_KEY``."""
+    """``endpoint`` under the middleware; ``secret_key`` defaults to ``SESSION_SECRET``."""
     if secret_key is None:
-        secret_key = os.environ.get("SECRET_KEY")
+        secret_key = os.environ.get("SESSION_SECRET")
     if not secret_key:
-        logger.warning("SECRET_KEY is not set: using a random one (asgi-jwt-session keygen)")
+        logger.warning("SESSION_SECRET is not set: using a random one (asgi-jwt-session keygen)")
         secret_key = secrets.token_urlsafe(32)
     return JWTSessionMiddleware(endpoint, secret_key=secret_key)
 

@@ -1,7 +1,7 @@
 """Starlette with encrypted JWT cookie sessions: an HTML sign-in form with CSRF, guarded
 pages, a guarded websocket and sign-out; cookie only (no database).
 
-Run it from this folder: ``uvicorn app:app --reload``; ``SECRET_KEY`` comes from the
+Run it from this folder: ``uvicorn app:app --reload``; ``SESSION_SECRET`` comes from the
 environment. Form posts need ``python-multipart``.
 """
 
@@ -111,11 +111,11 @@ async def ws(websocket: WebSocket) -> None:
 
 
 def create_app(secret_key: str | None = None) -> Starlette:
-    """The app; ``secret_key`` defaults to ``SECRET_KEY`` (else a random one)."""
+    """The app; ``secret_key`` defaults to ``SESSION_SECRET`` (else a random one)."""
     if secret_key is None:
-        secret_key = os.environ.get("SECRET_KEY")
+        secret_key = os.environ.get("SESSION_SECRET")
     if not secret_key:
-        logger.warning("SECRET_KEY is not set: using a random one (asgi-jwt-session keygen)")
+        logger.warning("SESSION_SECRET is not set: using a random one (asgi-jwt-session keygen)")
         secret_key = secrets.token_urlsafe(32)
     return Starlette(
         routes=[
