@@ -8,7 +8,7 @@ long a new cookie is), never the middleware object itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -92,6 +92,6 @@ class SessionContext:
 def get_context(conn: HTTPConnection | Scope) -> SessionContext | None:
     """The :class:`SessionContext` of a request, websocket or scope (``None`` when no
     :class:`JWTSessionMiddleware` serves it)."""
-    scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
     context = scope.get(SCOPE_KEY)
     return context if isinstance(context, SessionContext) else None

@@ -1,0 +1,156 @@
+"""The same contract for every framework's app, each served by uvicorn on loopback:
+sign-in, read, guards (401 / 303 to the login page / 403), the session endpoints with
+CSRF, sign-out (the endpoint's and the framework's own), a bogus cookie, a chunked
+session, and a websocket where the framework has them."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from support.servers import free_port, wait_for_port
+from tests.app_processes import ROOT
+
+FRAMEWORKS = ["litestar"]
+JSON = {"accept": "application/json"}
+HTML = {"accept": "text/html"}
+
+
+class Served:
+    def __init__(self, url: str, module: ModuleType) -> None:
+        self.url = url
+        self.cookie: str = module.COOKIE
+        self.csrf_cookie: str = module.CSRF_COOKIE
+        self.websockets: bool = getattr(module, "WEBSOCKETS", True)
+        self.framework_signout: bool = getattr(module, "FRAMEWORK_SIGNOUT", True)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
+
+
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    name = f"tests.framework_apps.{request.param}_app"
+    module = importlib.import_module(name)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", f"{name}:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"], cwd=ROOT)
+    try:
+        wait_for_port(port, timeout=20)
+        yield Served(f"http://127.0.0.1:{port}", module)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def session_lines(response: httpx.Response, name: str) -> list[str]:
+    return [line for line in response.headers.get_list("set-cookie")
+            if line.split("=", 1)[0] == name or line.startswith(f"{name}.")]
+
+
+def sign_in(client: httpx.Client, user: str = "alice", role: str = "USER") -> None:
+    response = client.get("/login", params={"user": user, "role": role})
+    assert response.status_code in (200, 201), response.text
+
+
+def test_sign_in_and_read(served: Served) -> None:
+    with served.client() as client:
+        response = client.get("/me")
+        assert response.json()["user"] is None
+        assert session_lines(response, served.cookie) == []
+        response = client.get("/login", params={"user": "alice", "role": "USER"})
+        (line,) = session_lines(response, served.cookie)
+        assert "HttpOnly" in line and "SameSite=Lax" in line
+        assert client.get("/me").json()["user"] == "alice"
+        assert session_lines(client.get("/me"), served.cookie) == []  # not re-issued
+
+
+def test_guards(served: Served) -> None:
+    with served.client() as client:
+        response = client.get("/member", headers=JSON)
+        assert response.status_code == 401 and response.json()["detail"]
+        response = client.get("/member", headers=HTML)
+        assert response.status_code == 303
+        assert unquote(response.headers["location"]) == "/login?next=/member"
+        sign_in(client)
+        assert client.get("/member").json() == {"user": "alice"}
+        assert client.get("/admin", headers=JSON).status_code == 403
+        assert client.get("/admin", headers=HTML).status_code == 403
+        sign_in(client, "root", "ADMIN")
+        assert client.get("/admin").json() == {"admin": "root"}
+
+
+def test_endpoints_with_csrf(served: Served) -> None:
+    with served.client() as client:
+        sign_in(client)
+        body = client.get("/auth/session").json()
+        assert body["session"]["user"] == {"id": "alice", "role": "USER"}
+        token = body["csrfToken"]
+        assert client.cookies.get(served.cookie)
+        assert client.post("/auth/signout").status_code == 403  # no token
+        assert client.post("/auth/signout", headers={"x-csrf-token": "x" * 43}
+                           ).status_code == 403
+        response = client.post("/auth/signout", headers={"x-csrf-token": token})
+        assert response.status_code == 200 and response.json() == {"session": None}
+        (line,) = session_lines(response, served.cookie)
+        assert "Max-Age=0" in line or "expires=Thu, 01 Jan 1970" in line
+        assert client.get("/me").json()["user"] is None
+        assert client.get("/auth/session.js").status_code == 200
+
+
+def test_framework_signout(served: Served) -> None:
+    with served.client() as client:
+        sign_in(client)
+        response = client.post("/framework-signout")
+        assert response.status_code in (200, 201), response.text
+        (line,) = session_lines(response, served.cookie)
+        assert "Max-Age=0" in line or "expires=Thu, 01 Jan 1970" in line
+        assert client.get("/me").json()["user"] is None
+
+
+def test_bogus_cookie(served: Served) -> None:
+    with served.client() as client:
+        client.cookies.set(served.cookie, "not.a.valid.token.at-all")
+        response = client.get("/me")
+        assert response.status_code == 200 and response.json()["user"] is None
+        (line,) = session_lines(response, served.cookie)
+        assert "Max-Age=0" in line or "expires=Thu, 01 Jan 1970" in line
+
+
+def test_chunked_session(served: Served) -> None:
+    blob = secrets.token_urlsafe(5000)  # a ~9 KB token: three cookies
+    with served.client() as client:
+        sign_in(client)
+        response = client.post("/big", json={"blob": blob})
+        assert response.status_code in (200, 201), response.text
+        lines = session_lines(response, served.cookie)
+        assert len(lines) >= 2 and all(len(line) <= 4096 for line in lines)
+        body = client.get("/me").json()
+        assert body["user"] == "alice" and body["data"]["blob"] == blob
+
+
+def test_websocket(served: Served) -> None:
+    if not served.websockets:
+        pytest.skip("the framework has no websockets")
+    with served.client() as client:
+        sign_in(client, "root", "ADMIN")
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    ws_url = served.url.replace("http", "ws")
+    with connect(f"{ws_url}/ws", additional_headers={"cookie": cookie}) as socket:
+        assert json.loads(socket.recv()) == {"user": "root"}
+    with connect(f"{ws_url}/ws-admin", additional_headers={"cookie": cookie}) as socket:
+        assert json.loads(socket.recv()) == {"admin": True}
+    with pytest.raises(InvalidStatus), connect(f"{ws_url}/ws-admin") as socket:
+        socket.recv()  # closed before accept: the server refuses the handshake
