@@ -86,8 +86,8 @@ class RedisVersionFeed(ConnectedFeed):
     logged once per outage; a change that could not be sent is sent after the
     reconnect. With the default ``max_backoff`` (0.5 s) every process is reading again
     within about half a second of Redis answering, so a change made during the outage
-    reaches them all within a second of Redis being back. A silent connection is noticed within ``keepalive`` plus ``timeout``
-    seconds.
+    reaches them all within a second of Redis being back. A silent connection is
+    noticed within ``keepalive`` plus ``timeout`` seconds.
 
     ``connections`` counts successful connects; ``connected`` is set while reading;
     ``last_id`` is the last stream entry read; ``pending`` holds unsent changes;
