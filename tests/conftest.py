@@ -50,7 +50,7 @@ def unavailable(reason: str) -> None:
 MARKED_BY_FIXTURE = {
     "postgres": {"postgres", "own_postgres"},
     "browser": {"browser"},
-    "node": {"node", "authjs"},
+    "node": {"node", "authjs", "betterauth"},
     "redis": {"redis_server", "persistent_redis", "volatile_redis"},
 }
 
@@ -389,6 +389,23 @@ def authjs(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
         unavailable(str(exc))
         raise
     helper = AuthJS(node, workdir)
+    try:
+        yield helper
+    finally:
+        helper.close()
+
+
+@pytest.fixture(scope="session")
+def betterauth(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real ``better-auth`` (locked in tests/js/betterauth) in one node process."""
+    from tests.betterauth_node import BetterAuth, BetterAuthUnavailable, install
+
+    try:
+        workdir = install(tmp_path_factory.mktemp("betterauth"))
+    except BetterAuthUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    helper = BetterAuth(node, workdir)
     try:
         yield helper
     finally:

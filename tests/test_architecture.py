@@ -16,7 +16,7 @@ OPTIONAL = ("asgi_jwt_session.authjs", "asgi_jwt_session.freshness",
             "asgi_jwt_session.store.databases", "asgi_jwt_session.endpoints",
             "asgi_jwt_session.csrf", "asgi_jwt_session.cli", "asgi_jwt_session.testing",
             "asgi_jwt_session.impersonation", "asgi_jwt_session.registry",
-            "asgi_jwt_session.dependencies",
+            "asgi_jwt_session.dependencies", "asgi_jwt_session.betterauth",
             "asgi_jwt_session.integrations")
 CORE = ("errors", "config", "keys", "codec", "tokens", "cookies", "session", "context",
         "middleware", "roles", "guards", "responses", "users")

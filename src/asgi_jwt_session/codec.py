@@ -280,6 +280,10 @@ class WireCodec(Protocol):
     def is_current(self, token: str) -> bool:
         """True when ``token`` was encrypted with the newest key."""
 
+    # Optional: ``parse(token) -> Compact`` for tokens that are not compact JWEs (Better
+    # Auth's signed cookie caches): the wire's own strict shape checks, before any
+    # cryptographic work, in place of the JWE ones (the size cap still comes first).
+
 
 class SessionFormat(Protocol):
     """A token format the middleware reads the session cookie with.
@@ -404,6 +408,9 @@ class Codec:
         """The shared checks, before any decryption work."""
         if not isinstance(token, str) or len(token) > self.max_token_size:
             raise InvalidToken("token is too large or not text")
+        parse = getattr(self.wire, "parse", None)
+        if parse is not None:  # a wire whose tokens are not compact JWEs checks their shape
+            return parse(token)  # type: ignore[no-any-return]
         match = COMPACT.fullmatch(token)
         if match is None:
             raise InvalidToken("token is not a compact JWE (five base64url parts)")

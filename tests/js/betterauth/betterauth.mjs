@@ -43,9 +43,9 @@ function makeOptions(config) {
 async function request(app, method, path, { cookies, body } = {}) {
   const headers = new Headers({ origin: app.origin });
   if (cookies) headers.set("cookie", Object.entries(cookies).map(([k, v]) => `${k}=${v}`).join("; "));
-  if (body !== undefined) headers.set("content-type", "application/json");
+  if (body != null) headers.set("content-type", "application/json");
   const response = await app.auth.handler(new Request(`${app.origin}/api/auth${path}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, body: body == null ? undefined : JSON.stringify(body),
   }));
   const text = await response.text();
   return {

@@ -1,0 +1,286 @@
+"""Better Auth's cookie cache, read against the real ``better-auth``: each strategy and
+stateless mode signs the user in with the role Better Auth gave them; anything else
+(tampered, expired, another secret, another strategy) reads as signed out, never 5xx."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from asgi_jwt_session import JWTSessionMiddleware, auth, require_role
+from asgi_jwt_session.betterauth import (
+    BETTER_AUTH_ROLES,
+    BetterAuthFormat,
+    BetterAuthWire,
+    betterauth_cookie_name,
+    betterauth_secrets_from_env,
+)
+from asgi_jwt_session.codec import Codec
+from asgi_jwt_session.errors import ExpiredToken, InvalidToken
+from tests.betterauth_node import SECRET, BetterAuth, cookies_of
+
+DATA = "better-auth.session_data"
+TOKEN = "better-auth.session_token"
+STRATEGIES = ["compact", "jwt", "jwe"]
+
+
+async def me(request: Request) -> JSONResponse:
+    session = auth(request)
+    if session is None:
+        return JSONResponse({"id": None})
+    user = session.user
+    return JSONResponse({"id": user.id, "role": user.role, "jti": session.jti,
+                         "claims": user.claims,
+                         "actor": session.actor.user.id if session.actor else None})
+
+
+async def admin_only(request: Request) -> JSONResponse:
+    user = require_role(request, "admin")
+    return JSONResponse({"id": user.id})
+
+
+def python_app(strategy: str, secret: Any = SECRET, **options: Any) -> Starlette:
+    return Starlette(routes=[Route("/me", me), Route("/admin", admin_only)], middleware=[
+        Middleware(JWTSessionMiddleware, secret_key=secret, roles=BETTER_AUTH_ROLES,
+                   format=BetterAuthFormat(strategy, **options))])  # type: ignore[arg-type]
+
+
+def read(client: TestClient, cookies: dict[str, str], path: str = "/me") -> dict[str, Any]:
+    response = client.get(path, headers={"cookie": "; ".join(f"{k}={v}" for k, v in
+                                                             cookies.items())})
+    assert response.status_code < 500, response.text
+    assert not response.headers.get_list("set-cookie")  # read-only: never writes
+    body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+    return body
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(strategy: str) -> TestClient:
+    return TestClient(python_app(strategy))
+
+
+def client_for(app: Starlette) -> TestClient:
+    return TestClient(app)
+
+
+def codec(strategy: str, secret: Any = SECRET) -> Codec:
+    return Codec(BetterAuthWire(secret, strategy=strategy), cache_size=0)  # type: ignore[arg-type]
+
+
+def test_each_strategy_reads_the_user_and_role(betterauth: BetterAuth, strategy: str,
+                                               client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    user_id, cookies = app.sign_up(f"alice-{strategy}@example.com")
+    assert DATA in cookies
+    body = read(client, cookies)
+    assert body["id"] == user_id and body["role"] == "user"
+    assert body["claims"]["email"] == f"alice-{strategy}@example.com"
+    assert body["claims"]["name"] == "Alice"
+    assert "token" not in body["claims"]
+    assert body["jti"] == app.get_session(cookies)["session"]["id"]
+    # The same cookie, read again (the decoded-token cache and the front cache).
+    assert read(client, cookies)["id"] == user_id
+
+
+def test_role_from_the_admin_plugin_passes_the_guards(betterauth: BetterAuth, strategy: str,
+                                                     client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    user_id, cookies = app.sign_up(f"root-{strategy}@example.com")
+    assert client.get("/admin", headers={"cookie": f"{DATA}={cookies[DATA]}",
+                                         "accept": "application/json"}).status_code == 403
+    app.update_user(user_id, role="admin")
+    cookies = app.sign_in(f"root-{strategy}@example.com")
+    assert read(client, cookies, "/admin") == {"id": user_id}
+
+
+def test_stateless_mode(betterauth: BetterAuth) -> None:
+    app = betterauth.app(stateless=True)
+    user_id, cookies = app.sign_up("stateless@example.com")
+    assert app.get_session(cookies)["user"]["id"] == user_id  # Better Auth reads it too
+    body = read(client_for(python_app("jwe")), cookies)
+    assert body["id"] == user_id and body["role"] == "user"
+
+
+def test_https_cookie_names(betterauth: BetterAuth, strategy: str, client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy}, secure=True,
+                         baseURL="https://localhost:3000")
+    user_id, cookies = app.sign_up(f"secure-{strategy}@example.com")
+    assert betterauth_cookie_name(True) in cookies
+    assert read(client, cookies)["id"] == user_id
+
+
+def test_chunked_cookie_cache(betterauth: BetterAuth, strategy: str,
+                              client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    user_id, _ = app.sign_up(f"chunky-{strategy}@example.com", name="N" * 6000)
+    cookies = app.sign_in(f"chunky-{strategy}@example.com")
+    assert f"{DATA}.0" in cookies and f"{DATA}.1" in cookies and DATA not in cookies
+    body = read(client, cookies)
+    assert body["id"] == user_id and body["claims"]["name"] == "N" * 6000
+
+
+def test_impersonation_names_the_admin(betterauth: BetterAuth, strategy: str,
+                                       client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    admin_id, _ = app.sign_up(f"imp-admin-{strategy}@example.com")
+    app.update_user(admin_id, role="admin")
+    admin = app.sign_in(f"imp-admin-{strategy}@example.com")
+    user_id, _ = app.sign_up(f"imp-user-{strategy}@example.com")
+    reply = app.request("POST", "/admin/impersonate-user", admin, body={"userId": user_id})
+    assert reply["status"] == 200, reply
+    cookies = {**admin, **cookies_of(reply["setCookie"])}
+    body = read(client, cookies)
+    assert body["id"] == user_id and body["actor"] == admin_id
+
+
+def test_signed_out_cookies(betterauth: BetterAuth, strategy: str, client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    _, cookies = app.sign_up(f"out-{strategy}@example.com")
+    reply = app.request("POST", "/sign-out", cookies, body={})
+    expired = {line.split("=", 1)[0] for line in reply["setCookie"] if "Max-Age=0" in line}
+    assert {DATA, TOKEN} <= expired
+    jar = {name: value for name, value in cookies.items() if name not in expired}
+    assert read(client, jar)["id"] is None
+
+
+# --- refused: tampered, expired, another secret, another strategy -----------------------------
+
+
+def flip(value: str, at: int) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return value[:at] + alphabet[(alphabet.index(value[at]) + 1) % 64] + value[at + 1:]
+
+
+def test_tampered_cookies_read_as_signed_out(betterauth: BetterAuth, strategy: str,
+                                             client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    _, cookies = app.sign_up(f"tamper-{strategy}@example.com")
+    value = cookies[DATA]
+    for at in range(0, len(value) - 1, max(1, len(value) // 25)):
+        body = read(client, {**cookies, DATA: flip(value, at)})
+        assert body["id"] is None, at
+    for bad in ("", "x", value + "A", value[:-3], "a.b.c", "a.b.c.d.e", value + "." + value):
+        assert read(client, {**cookies, DATA: bad})["id"] is None
+
+
+def test_role_edited_in_a_compact_cookie_is_refused(betterauth: BetterAuth) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": "compact"})
+    _, cookies = app.sign_up("edit@example.com")
+    text = base64.urlsafe_b64decode(cookies[DATA] + "==")
+    assert b'"role":"user"' in text
+    edited = base64.urlsafe_b64encode(text.replace(b'"role":"user"', b'"role":"admin"'))
+    assert read(client_for(python_app("compact")), {DATA: edited.rstrip(b"=").decode()}) == \
+        {"id": None}
+
+
+def test_another_secret_reads_as_signed_out(betterauth: BetterAuth, strategy: str) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy},
+                         secret="someone-else's-better-auth-secret-0123456789")
+    _, cookies = app.sign_up(f"foreign-{strategy}@example.com")
+    assert read(client_for(python_app(strategy)), cookies)["id"] is None
+    with pytest.raises(InvalidToken):
+        codec(strategy).decode(cookies[DATA])
+
+
+def test_another_strategy_reads_as_signed_out(betterauth: BetterAuth, strategy: str) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy})
+    _, cookies = app.sign_up(f"wrong-{strategy}@example.com")
+    for other in STRATEGIES:
+        if other != strategy:
+            assert read(client_for(python_app(other)), cookies)["id"] is None
+            with pytest.raises(InvalidToken):
+                codec(other).decode(cookies[DATA])
+
+
+def test_expired_cookie_cache_reads_as_signed_out(betterauth: BetterAuth, strategy: str,
+                                                  client: TestClient) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy, "maxAge": 60})
+    _, cookies = app.sign_up(f"late-{strategy}@example.com")
+    decoded = codec(strategy).decode(cookies[DATA])
+    assert decoded["exp"] - time.time() < 61
+    with pytest.raises(ExpiredToken):
+        codec(strategy).decode(cookies[DATA], now=decoded["exp"] + 11)
+    assert codec(strategy).decode(cookies[DATA], now=decoded["exp"] - 1)["sub"]
+
+
+def test_another_cache_version_reads_as_signed_out(betterauth: BetterAuth, strategy: str) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy, "version": "2"})
+    user_id, cookies = app.sign_up(f"v2-{strategy}@example.com")
+    assert read(client_for(python_app(strategy)), cookies)["id"] is None
+    assert read(client_for(python_app(strategy, version="2")), cookies)["id"] == user_id
+
+
+def test_versioned_secrets(betterauth: BetterAuth, strategy: str) -> None:
+    old = "old-better-auth-secret-0123456789abcdefgh"
+    new = "new-better-auth-secret-0123456789abcdefgh"
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy},
+                         secrets=[{"version": 2, "value": new}, {"version": 1, "value": old}])
+    user_id, cookies = app.sign_up(f"rotated-{strategy}@example.com")
+    assert read(client_for(python_app(strategy, [new, old])), cookies)["id"] == user_id
+    assert read(client_for(python_app(strategy, [old])), cookies)["id"] is None
+
+
+def test_forged_payloads_are_refused() -> None:
+    import hashlib
+    import hmac
+
+    def jwt(payload: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+        def seg(value: Any) -> str:
+            return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
+        signed = f"{seg(header or {'alg': 'HS256'})}.{seg(payload)}"
+        mac = hmac.digest(SECRET.encode(), signed.encode(), hashlib.sha256)
+        return f"{signed}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    now = int(time.time())
+    good = {"session": {"id": "s1", "userId": "u1", "expiresAt": "2999-01-01T00:00:00.000Z"},
+            "user": {"id": "u1", "role": "admin"}, "updatedAt": now * 1000, "version": "1",
+            "iat": now, "exp": now + 300}
+    assert codec("jwt").decode(jwt(good))["role"] == "admin"
+    bad_payloads: list[dict[str, Any]] = [
+        {**good, "user": {"id": "u2", "role": "admin"}},  # the session is another user's
+        {**good, "user": {"id": "u1", "role": ["admin"]}},
+        {**good, "user": {"id": "u1", "banned": True}},
+        {**good, "user": {"id": None}},
+        {**good, "session": {**good["session"], "expiresAt": "2001-01-01T00:00:00Z"}},
+        {**good, "session": {**good["session"], "expiresAt": "tomorrow"}},
+        {**good, "version": "2"},
+        {k: v for k, v in good.items() if k != "exp"},
+        {**good, "exp": "soon"},
+    ]
+    for payload in bad_payloads:
+        with pytest.raises(InvalidToken):
+            codec("jwt").decode(jwt(payload))
+    for header in ({"alg": "none"}, {"alg": "HS512"}, {"alg": "HS256", "kid": "x"},
+                   {"alg": "HS256", "crit": ["b64"]}, {"alg": "RS256"}):
+        with pytest.raises(InvalidToken):
+            codec("jwt").decode(jwt(good, header))
+
+
+def test_secrets_from_env() -> None:
+    assert betterauth_secrets_from_env({"BETTER_AUTH_SECRET": "a"}) == ["a"]
+    assert betterauth_secrets_from_env({"AUTH_SECRET": "b"}) == ["b"]
+    assert betterauth_secrets_from_env(
+        {"BETTER_AUTH_SECRETS": "2:new, 1:old", "BETTER_AUTH_SECRET": "legacy"}
+    ) == ["new", "old", "legacy"]
+    assert betterauth_secrets_from_env(
+        {"BETTER_AUTH_SECRETS": "2:new,1:old", "BETTER_AUTH_SECRET": "old"}) == ["new", "old"]
+    for env in ({}, {"BETTER_AUTH_SECRET": "better-auth-secret-12345678901234567890"},
+                {"BETTER_AUTH_SECRETS": "new"}, {"BETTER_AUTH_SECRETS": "1:a,1:b"}):
+        with pytest.raises(ValueError):
+            betterauth_secrets_from_env(env)
