@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.testclient import TestClient
 
-from asgi_jwt_session import Role, login, require_role
+from asgi_jwt_session import Role, login, logout, require_role
 from asgi_jwt_session.authjs import AuthJSFormat
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.errors import NotAuthenticated, StoreUnavailable
@@ -81,8 +81,18 @@ def app_routes(store: RoleStore) -> list[BaseRoute]:
         require_role(request, Role.ADMIN)
         return JSONResponse({})
 
+    def sign_out(request: Request) -> JSONResponse:  # a sync endpoint: logout() is sync
+        logout(request)
+        return JSONResponse({})
+
+    async def clear(request: Request) -> JSONResponse:  # Starlette's way of signing out
+        request.session.clear()
+        return JSONResponse({})
+
     return [
         Route("/signin", signin, methods=["POST"]),
+        Route("/logout", sign_out, methods=["POST"]),
+        Route("/clear", clear, methods=["POST"]),
         Route("/whoami", whoami),
         Route("/change-password", change_password, methods=["POST"]),
         Route("/view-as", view_as, methods=["POST"]),
@@ -211,7 +221,8 @@ def test_revoke_one_session_through_the_endpoint(store: RoleStore) -> None:
         views = listed.json()["sessions"]
         assert {view["id"]: view["current"] for view in views} == {mine: True, other: False}
         assert set(views[0]) == {"id", "created", "renewed", "expires", "userAgent", "client",
-                                 "current"}
+                                 "current", "deviceBound"}
+        assert views[0]["deviceBound"] is False  # no DBSC here
         assert views[0]["created"].endswith("Z")
         assert bobs not in listed.text  # never another user's
 
@@ -270,6 +281,43 @@ def test_revoke_others_endpoint(store: RoleStore) -> None:
         assert response.status_code == 200
         assert response.json()["session"]["user"] == {"id": "alice", "role": "USER"}
         assert signed_in(here) and not signed_in(phone)
+
+
+def copy_of(client: TestClient, into: TestClient) -> None:
+    """A copy of ``client``'s session cookie (taken by malware, a shared computer)."""
+    into.cookies.set("session", client.cookies["session"])
+
+
+@pytest.mark.parametrize("how", ["/auth/signout", "/logout", "/clear"])
+def test_sign_out_ends_the_session_everywhere(store: RoleStore, how: str) -> None:
+    with devices(registry_app(store), 3) as [laptop, phone, thief]:
+        seed(laptop, store, ("alice", "USER"))
+        signin(laptop)
+        gone = signin(phone)
+        copy_of(phone, thief)
+        assert signed_in(thief)
+        queries = store.queries
+        response = post(phone, how)
+        assert response.status_code == 200, response.text
+        assert "session" not in phone.cookies
+        assert store.queries == queries + 2  # revoke the row, bump alice's version
+        assert not signed_in(thief)  # the copy taken before sign-out: refused
+        listed = laptop.get("/auth/sessions").json()["sessions"]
+        assert gone not in [view["id"] for view in listed] and len(listed) == 1
+        assert signed_in(laptop)  # the other device stays
+
+
+def test_signing_out_an_impersonation_ends_the_impersonators_session(store: RoleStore
+                                                                     ) -> None:
+    with devices(registry_app(store), 2) as [admin, thief]:
+        seed(admin, store, ("root", "ADMIN"), ("alice", "USER"))
+        own = signin(admin, "root")
+        assert post(admin, "/view-as?user=alice").status_code == 200
+        copy_of(admin, thief)
+        assert thief.get("/whoami").json()["actor"] == "root"
+        assert post(admin, "/auth/signout").status_code == 200
+        assert not signed_in(thief)
+        assert [row[4] is not None for row in rows(store) if row[0] == own] == [True]
 
 
 def test_revoking_the_current_session_signs_out_here(store: RoleStore) -> None:
@@ -422,7 +470,9 @@ def test_a_row_never_revives_or_moves_a_session(store: RoleStore) -> None:
         jti = signin(alice)
         now = datetime.now(UTC).replace(tzinfo=None)
         execute(store, f"DELETE FROM {sessions} WHERE id = ?", jti)
-        execute(store, f"INSERT INTO {sessions} VALUES (?, 'bob', ?, ?, ?, ?, 'forged', NULL, ?)",
+        execute(store, f"INSERT INTO {sessions} (id, user_id, created_at, renewed_at, "
+                "expires_at, ends_at, user_agent, client, revoked_at) "
+                "VALUES (?, 'bob', ?, ?, ?, ?, 'forged', NULL, ?)",
                 jti, now, now, now + timedelta(days=1), now + timedelta(days=1), now)
         signin(bob, "bob")
         alice.portal.call(revoke_session, store, "bob-has-no-such")  # type: ignore[union-attr]

@@ -201,3 +201,22 @@ def test_time_for_a_revocation_to_reach_the_other_process(apps: tuple[App, App])
           f"p95 {ms(after_request, 95):.1f} ms, max {max(after_request) * 1000:.1f} ms; "
           f"from its answer p50 {ms(after_commit, 50):.1f} ms, p95 {ms(after_commit, 95):.1f} ms")
     assert max(after_request) < 1.0
+
+
+def test_a_copy_taken_before_sign_out_is_refused_by_the_other_process(apps: tuple[App, App]
+                                                                      ) -> None:
+    a, b = apps
+    with httpx.Client() as laptop, httpx.Client() as phone:
+        gone = sign_in(phone, a)
+        sign_in(laptop, a)
+        copy = {"cookie": f"session={phone.cookies['session']}"}  # taken before sign-out
+        assert httpx.get(f"{b.url}/me", headers=copy).status_code == 200
+
+        token = phone.get(f"{a.url}/auth/session").json()["csrfToken"]
+        response = phone.post(f"{a.url}/auth/signout", headers={"x-csrf-token": token})
+        assert response.json() == {"session": None}
+        until_refused(lambda: httpx.get(f"{b.url}/me", headers=copy))
+        assert httpx.get(f"{a.url}/me", headers=copy).status_code == 401
+        assert laptop.get(f"{b.url}/me").status_code == 200  # the other device stays
+        listed = laptop.get(f"{b.url}/auth/sessions").json()["sessions"]
+        assert gone not in [view["id"] for view in listed] and len(listed) == 1

@@ -15,7 +15,7 @@ from starlette.types import Scope
 
 from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.session import Session
+from asgi_jwt_session.session import Actor, Session
 
 __all__ = ["SCOPE_KEY", "FreshnessHook", "SessionContext", "get_context"]
 
@@ -39,6 +39,13 @@ class FreshnessHook(Protocol):
         """The middleware issued a token for signed-in ``session``: its first (a new
         session id, ``first``) or a renewal; not called for other re-issues. Never
         raises (the session registry records it here)."""
+
+    async def ended(self, scope: Scope, user_id: str, session_id: str | None,
+                    actor: Actor | None) -> None:
+        """The app signed out ``user_id``'s session ``session_id`` (``actor``: the
+        impersonator's own session, during an impersonation); called as the response
+        starts, not when revalidation signs it out. Never raises (the session registry
+        revokes it here, so a copy of the cookie is refused everywhere)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,9 @@ class JWTSessionMiddleware:
         # What start_response needs when there is a cookie to write (a token with
         # another jti at the end is a new session: a sign-in).
         opened = (scope, seen.name, carried, renew, was_empty, decoded, session.jti)
+        # Who was signed in as the app started: when the app signs them out, the
+        # freshness policy ends that session everywhere (its session registry, if any).
+        signed_in, actor = session.user, session.actor
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started, session
@@ -230,6 +233,8 @@ class JWTSessionMiddleware:
                 session = scope["session"] = replaced_session(scope.get("session"))
             if (pending or session.accessed) and message["type"] in START:
                 if pending or session.modified:
+                    if signed_in is not None and freshness is not None and session.user is None:
+                        await freshness.ended(scope, signed_in.id, opened[-1], actor)
                     await self.start_response(message, session, *opened)
                 else:  # unchanged and nothing pending: no cookie to write or expire
                     headers = message["headers"] = list(message.get("headers", ()))

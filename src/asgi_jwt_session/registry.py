@@ -41,7 +41,7 @@ from starlette.types import Scope
 from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.guards import check
-from asgi_jwt_session.session import Session, get_session, new_session_id
+from asgi_jwt_session.session import Actor, Session, get_session, new_session_id
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
 
 __all__ = [
@@ -111,6 +111,11 @@ def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def reason(exc: BaseException, timeout: float) -> str:
+    return f"no answer within {timeout}s" if isinstance(exc, TimeoutError) \
+        else (str(exc) or repr(exc))
+
+
 class SessionRegistry:
     """Records each signed-in session in ``store`` (a
     :class:`~asgi_jwt_session.store.SessionStore`, such as
@@ -160,12 +165,32 @@ class SessionRegistry:
                 await self.store.record_session(record, first=first)
         except Exception as exc:  # the database down, or slow: never fail the sign-in
             self.failed += 1
-            reason = f"no answer within {self.timeout}s" if isinstance(exc, TimeoutError) \
-                else (str(exc) or repr(exc))
             logger.warning("session registry: %s of %r not recorded: %s",
-                           "sign-in" if first else "renewal", user.id, reason)
+                           "sign-in" if first else "renewal", user.id,
+                           reason(exc, self.timeout))
             return
         self.recorded += 1
+
+    async def ended(self, user_id: str, session_id: str | None, actor: Actor | None = None
+                    ) -> None:
+        """The app signed ``user_id``'s session ``session_id`` out (:func:`logout`, the
+        sign-out endpoint, ``request.session.clear()``): revoke its row, so its user's
+        version is bumped, the feed announces it, and a copy of the cookie is refused on
+        every process within the feed's bound. During an impersonation (``actor``), the
+        impersonator's own session is revoked too. Never raises: a failure is logged."""
+        ending = [(user_id, session_id)]
+        if actor is not None:
+            ending.append((actor.user.id, actor.jti))
+        for owner, ended in ending:
+            if ended is None or not SESSION_ID.fullmatch(ended):
+                continue
+            try:
+                with anyio.fail_after(self.timeout):
+                    await self.store.revoke_session(ended, user_id=owner)
+            except Exception as exc:  # the database down, or slow: the cookie still ends
+                self.failed += 1
+                logger.warning("session registry: sign-out of %r not recorded, a copy of "
+                               "its cookie stays valid: %s", owner, reason(exc, self.timeout))
 
     def record(self, scope: Scope, session: Session, jti: str, user_id: str) -> StoredSession:
         now = time.time()
@@ -180,6 +205,7 @@ class SessionRegistry:
             id=jti, user_id=user_id, created_at=utc(auth_time), renewed_at=utc(now),
             expires_at=utc(expires_at), ends_at=utc(max(auth_time + lifetime, expires_at)),
             user_agent=clean(user_agent, MAX_USER_AGENT), client=clean(client, MAX_CLIENT),
+            device_bound=session.cnf is not None,
         )
 
 

@@ -35,7 +35,7 @@ from asgi_jwt_session.apply import CheckedUser, apply_actor, apply_user
 from asgi_jwt_session.errors import StoreUnavailable, describe
 from asgi_jwt_session.freshness.feed import DEFAULT_MAX_AGE, Feed, VersionFeed
 from asgi_jwt_session.freshness.flight import SingleFlight
-from asgi_jwt_session.session import Session
+from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.store.base import Store
 
 if TYPE_CHECKING:
@@ -292,6 +292,13 @@ class Freshness:
         or a renewal. The session registry, if any, records it; never raises."""
         if self.registry is not None:
             await self.registry.issued(scope, session, first)
+
+    async def ended(self, scope: Scope, user_id: str, session_id: str | None,
+                    actor: Actor | None) -> None:
+        """The app signed the session out: the session registry, if any, revokes it
+        (and the impersonator's own session, during an impersonation); never raises."""
+        if self.registry is not None:
+            await self.registry.ended(user_id, session_id, actor)
 
     def on_store_change(self, user: object) -> None:
         """A ``Store.on_change`` listener: a committed change means the database answers."""
