@@ -121,6 +121,8 @@ class Accounts:
 
     async def authenticate(self, email: str, password: str) -> StoredUser | None:
         """The user with this email and password, if enabled; else ``None``."""
+        if not self.store.can_store(email):  # a NUL or a lone surrogate: nobody's
+            email = ""
         row = await self.store.database.fetch_one(
             "SELECT user_id, password_hash FROM demo_passwords WHERE email = :email",
             {"email": email.strip().lower()},

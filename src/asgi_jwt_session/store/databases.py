@@ -120,6 +120,18 @@ def _unavailable_as_store_error() -> Iterator[None]:
 
 
 def _identifier(name: str) -> str:
+def holds(value: str, postgres: bool) -> bool:
+    """Whether the database can store text ``value``: UTF-8 (no lone surrogate, which
+    neither driver can encode) and, on PostgreSQL, no NUL. An id it cannot store is no
+    row's id: the store answers "no such user" or "no such session" without a query."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return not (postgres and "\x00" in value)
+
+
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
@@ -513,6 +525,13 @@ class RoleStore:
     def _role(self, role: str) -> str:
         try:
             return self.roles.validate(role)
+    def can_store(self, *values: str | None) -> bool:
+        """Whether this database can store each text of ``values`` (``None`` aside):
+        ``False`` for a NUL on PostgreSQL or a lone surrogate. Ids it cannot store are
+        no user's and no session's; an app's own queries on this database (a password
+        table) can check their input the same way."""
+        return all(value is None or holds(value, self.is_postgres) for value in values)
+
         except ValueError as exc:
             raise UnknownRole(str(exc)) from None
 
@@ -539,6 +558,9 @@ class RoleStore:
         values: dict[str, Any] = {"id": user_id, "role": role, "session_version": 1,
                                   "updated_at": self._now()}
         if email is not None:
+        if not self.can_store(user_id, email):
+            raise ValueError(f"cannot create user {user_id!r}: the database cannot store "
+                             "that id or email (a NUL or a lone surrogate)")
             if "email" not in self.table.c:
                 raise ValueError("this table has no email column")
             values["email"] = email
@@ -557,7 +579,10 @@ class RoleStore:
 
     async def get_user(self, user_id: str) -> StoredUser | None:
         """The user with this id, or ``None``: one primary-key query (with the session
-        registry, its revoked session ids too, in the same query)."""
+        registry, its revoked session ids too, in the same query). An id the database
+        cannot store (a NUL on PostgreSQL, a lone surrogate) is no user's."""
+        if not self.can_store(user_id):
+            return None
         row = await self._fetch_one(self._get_user_query.bindparams(user_id=user_id))
         if row is None:
             return None
@@ -598,6 +623,8 @@ class RoleStore:
         c = self.table.c
         values = {
             **values,
+        if not self.can_store(user_id):
+            raise UnknownUser(user_id)
             "session_version": c.session_version + 1,
             "updated_at": self._now() if now is None else now,
         }
@@ -641,6 +668,8 @@ class RoleStore:
         now = self._now()
         if self.sessions is not None:  # the registry lists them as revoked too
             s = self.sessions.c
+        if not self.can_store(user_id):
+            raise UnknownUser(user_id)
             await self._execute(self.sessions.update()
                                 .where(s.user_id == user_id, s.revoked_at.is_(None))
                                 .values(revoked_at=now))
@@ -658,12 +687,17 @@ class RoleStore:
         """Insert the session's row, or renew the row of this id and user (its times and
         device; a revoked row stays revoked, another user's row is left alone).
         ``first``: also delete the user's rows past their ``ends_at`` (one more
-        statement). Times are the app's clock."""
+        statement). Times are the app's clock. A row the database cannot store (an
+        id with a NUL or a lone surrogate) is not written."""
         sessions = self._registry()
         s = sessions.c
         values = {
             "id": session.id, "user_id": session.user_id,
             "created_at": self._time(session.created_at),
+        if not self.can_store(session.id, session.user_id, session.user_agent, session.client):
+            logger.debug("session of %r not recorded: the database cannot store it",
+                         session.user_id)
+            return
             "renewed_at": self._time(session.renewed_at),
             "expires_at": self._time(session.expires_at),
             "ends_at": self._time(session.ends_at),
@@ -690,6 +724,8 @@ class RoleStore:
                  .where(s.user_id == user_id, s.revoked_at.is_(None), s.expires_at > self._now())
                  .order_by(s.renewed_at.desc(), s.id))
         return [self._session(row) for row in await self._fetch_all(query)]
+        if not self.can_store(user_id):
+            return []
 
     async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Revoke one session (only if it is ``user_id``'s, when given) and bump its
@@ -702,6 +738,8 @@ class RoleStore:
         if user_id is not None:
             condition = condition & (s.user_id == user_id)
         query = (sessions.update().where(condition)
+        if not self.can_store(session_id, user_id):
+            return False
                  .values(revoked_at=sa.func.coalesce(s.revoked_at, self._now()))
                  .returning(s.user_id))
         row = await self._fetch_one(query)
@@ -723,6 +761,10 @@ class RoleStore:
         await self._execute(sessions.update()
                             .where(s.user_id == user_id, s.id != keep, s.revoked_at.is_(None))
                             .values(revoked_at=now))
+        if not self.can_store(user_id):
+            raise UnknownUser(user_id)
+        if not self.can_store(keep):
+            keep = ""  # no row has it: every row is revoked
         values = {"revoked_at": now} if "revoked_at" in self.table.c else {}
         return await self._update(user_id, values, now)
 
