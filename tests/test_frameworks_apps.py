@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from support.servers import free_port, wait_for_port
 from tests.app_processes import ROOT
 
-FRAMEWORKS = ["litestar"]
+FRAMEWORKS = ["litestar", "quart", "django"]
 JSON = {"accept": "application/json"}
 HTML = {"accept": "text/html"}
 
