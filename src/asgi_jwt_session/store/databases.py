@@ -119,7 +119,6 @@ def _unavailable_as_store_error() -> Iterator[None]:
         raise StoreUnavailable(f"role store unavailable: {describe(exc)}") from exc
 
 
-def _identifier(name: str) -> str:
 def holds(value: str, postgres: bool) -> bool:
     """Whether the database can store text ``value``: UTF-8 (no lone surrogate, which
     neither driver can encode) and, on PostgreSQL, no NUL. An id it cannot store is no
@@ -132,6 +131,7 @@ def holds(value: str, postgres: bool) -> bool:
     return not (postgres and "\x00" in value)
 
 
+def _identifier(name: str) -> str:
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
@@ -522,9 +522,6 @@ class RoleStore:
             return sa.cast(when, sa.DateTime(timezone=True))
         return when.replace(tzinfo=None)
 
-    def _role(self, role: str) -> str:
-        try:
-            return self.roles.validate(role)
     def can_store(self, *values: str | None) -> bool:
         """Whether this database can store each text of ``values`` (``None`` aside):
         ``False`` for a NUL on PostgreSQL or a lone surrogate. Ids it cannot store are
@@ -532,6 +529,9 @@ class RoleStore:
         table) can check their input the same way."""
         return all(value is None or holds(value, self.is_postgres) for value in values)
 
+    def _role(self, role: str) -> str:
+        try:
+            return self.roles.validate(role)
         except ValueError as exc:
             raise UnknownRole(str(exc)) from None
 
@@ -555,12 +555,12 @@ class RoleStore:
     ) -> StoredUser:
         """Insert a user (session version 1). A taken id or email raises ``ValueError``."""
         role = self._role(role)
-        values: dict[str, Any] = {"id": user_id, "role": role, "session_version": 1,
-                                  "updated_at": self._now()}
-        if email is not None:
         if not self.can_store(user_id, email):
             raise ValueError(f"cannot create user {user_id!r}: the database cannot store "
                              "that id or email (a NUL or a lone surrogate)")
+        values: dict[str, Any] = {"id": user_id, "role": role, "session_version": 1,
+                                  "updated_at": self._now()}
+        if email is not None:
             if "email" not in self.table.c:
                 raise ValueError("this table has no email column")
             values["email"] = email
@@ -620,11 +620,11 @@ class RoleStore:
 
     async def _update(self, user_id: str, values: dict[str, Any], now: Any = None
                       ) -> StoredUser:
+        if not self.can_store(user_id):
+            raise UnknownUser(user_id)
         c = self.table.c
         values = {
             **values,
-        if not self.can_store(user_id):
-            raise UnknownUser(user_id)
             "session_version": c.session_version + 1,
             "updated_at": self._now() if now is None else now,
         }
@@ -665,11 +665,11 @@ class RoleStore:
         if "revoked_at" not in self.table.c:
             raise ValueError("this table has no revoked_at column (a nullable timestamp); "
                              "add one, or map it with columns=, to revoke sessions")
+        if not self.can_store(user_id):
+            raise UnknownUser(user_id)
         now = self._now()
         if self.sessions is not None:  # the registry lists them as revoked too
             s = self.sessions.c
-        if not self.can_store(user_id):
-            raise UnknownUser(user_id)
             await self._execute(self.sessions.update()
                                 .where(s.user_id == user_id, s.revoked_at.is_(None))
                                 .values(revoked_at=now))
@@ -691,13 +691,13 @@ class RoleStore:
         id with a NUL or a lone surrogate) is not written."""
         sessions = self._registry()
         s = sessions.c
-        values = {
-            "id": session.id, "user_id": session.user_id,
-            "created_at": self._time(session.created_at),
         if not self.can_store(session.id, session.user_id, session.user_agent, session.client):
             logger.debug("session of %r not recorded: the database cannot store it",
                          session.user_id)
             return
+        values = {
+            "id": session.id, "user_id": session.user_id,
+            "created_at": self._time(session.created_at),
             "renewed_at": self._time(session.renewed_at),
             "expires_at": self._time(session.expires_at),
             "ends_at": self._time(session.ends_at),
@@ -720,12 +720,12 @@ class RoleStore:
         """The user's sessions neither revoked nor expired, the last renewed first."""
         sessions = self._registry()
         s = sessions.c
+        if not self.can_store(user_id):
+            return []
         query = (sa.select(sessions)
                  .where(s.user_id == user_id, s.revoked_at.is_(None), s.expires_at > self._now())
                  .order_by(s.renewed_at.desc(), s.id))
         return [self._session(row) for row in await self._fetch_all(query)]
-        if not self.can_store(user_id):
-            return []
 
     async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Revoke one session (only if it is ``user_id``'s, when given) and bump its
@@ -734,12 +734,12 @@ class RoleStore:
         bumps the version again (a retry after a failure is safe)."""
         sessions = self._registry()
         s = sessions.c
+        if not self.can_store(session_id, user_id):
+            return False
         condition = s.id == session_id
         if user_id is not None:
             condition = condition & (s.user_id == user_id)
         query = (sessions.update().where(condition)
-        if not self.can_store(session_id, user_id):
-            return False
                  .values(revoked_at=sa.func.coalesce(s.revoked_at, self._now()))
                  .returning(s.user_id))
         row = await self._fetch_one(query)
@@ -757,14 +757,14 @@ class RoleStore:
         """
         sessions = self._registry()
         s = sessions.c
-        now = self._now()
-        await self._execute(sessions.update()
-                            .where(s.user_id == user_id, s.id != keep, s.revoked_at.is_(None))
-                            .values(revoked_at=now))
         if not self.can_store(user_id):
             raise UnknownUser(user_id)
         if not self.can_store(keep):
             keep = ""  # no row has it: every row is revoked
+        now = self._now()
+        await self._execute(sessions.update()
+                            .where(s.user_id == user_id, s.id != keep, s.revoked_at.is_(None))
+                            .values(revoked_at=now))
         values = {"revoked_at": now} if "revoked_at" in self.table.c else {}
         return await self._update(user_id, values, now)
 
