@@ -219,8 +219,67 @@ def check_session_and_roles(ns: dict[str, Any]) -> None:
         assert client.get("/api/reports").json() == {"user": "alice", "role": "ORG_ADMIN"}
 
 
+def check_fastapi(ns: dict[str, Any]) -> None:
+    """The complete app: the lifespan connects the store and creates its tables in a
+    SQLite file; sign-in, an admin's role change seen on the user's next request, the
+    session routes."""
+    store = ns["store"]
+    with TestClient(ns["app"]) as client:
+        assert Path("app.db").stat().st_size > 0  # a real SQLite file, with the tables
+        for user_id, role in (("ada", "ADMIN"), ("bob", "USER")):
+            client.portal.call(store.create_user, user_id, role)
+        assert client.get("/me").status_code == 401
+        wrong = csrf_post(client, "/sign-in", json={"username": "bob", "password": "x"})
+        assert wrong.status_code == 401
+        signed_in = csrf_post(client, "/sign-in",
+                              json={"username": "bob", "password": "correct horse"})
+        assert signed_in.json() == {"id": "bob", "role": "USER"}, signed_in.text
+        assert client.get("/me").json() == {"id": "bob", "role": "USER"}
+        assert csrf_post(client, "/admin/users/bob/role",
+                         params={"role": "ADMIN"}).status_code == 403
+        bob = dict(client.cookies)
+
+        client.cookies.clear()
+        csrf_post(client, "/sign-in", json={"username": "ada", "password": "correct horse"})
+        changed = csrf_post(client, "/admin/users/bob/role", params={"role": "ORG_ADMIN"})
+        assert changed.status_code == 200 and changed.json()["role"] == "ORG_ADMIN"
+
+        client.cookies.clear()
+        client.cookies.update(bob)
+        assert client.get("/me").json() == {"id": "bob", "role": "ORG_ADMIN"}  # next request
+        refreshed = csrf_post(client, "/auth/session/refresh")
+        assert refreshed.json()["session"]["user"]["role"] == "ORG_ADMIN"
+        signed_out = csrf_post(client, "/auth/signout")
+        assert signed_out.json() == {"session": None}
+        assert "session=; " in signed_out.headers["set-cookie"]  # expired
+
+
+def check_quick_reference(ns: dict[str, Any]) -> None:
+    """FastAPI routes take the user as a typed parameter (``CurrentUser``,
+    ``RequireRole(...)``), which documents the cookie and the 401/403 in OpenAPI."""
+    from asgi_jwt_session.testing import sign_in
+
+    assert "Depends(require_" not in (ROOT / "docs" / "quick-reference.md").read_text()
+    client = TestClient(ns["api"])
+    json = {"accept": "application/json"}
+    assert client.get("/me", headers=json).status_code == 401
+    sign_in(client, SECRET, "uma", "USER")
+    assert client.get("/me").json() == {"id": "uma", "role": "USER"}
+    assert client.get("/org", headers=json).status_code == 403
+    assert client.get("/admin", headers=json).status_code == 403
+    sign_in(client, SECRET, "ada", "ADMIN")
+    assert client.get("/org").json() == {"id": "ada"}
+    paths = ns["api"].openapi()["paths"]
+    assert paths["/org"]["get"]["security"] == [{"sessionCookie": ["ORG_ADMIN"]}]
+    for path in ("/me", "/org", "/admin"):
+        assert "401" in paths[path]["get"]["responses"], path
+    assert "403" in paths["/admin"]["get"]["responses"]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "README.md": check_readme,
+    "docs/quick-reference.md": check_quick_reference,
+    "docs/fastapi.md": check_fastapi,
     "docs/session-and-roles.md": check_session_and_roles,
 }
 
