@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
 
-from asgi_jwt_session import auth, login
+from asgi_jwt_session import Role, Session, auth, login
 from tests.conftest import Clock, make_app, set_cookies, sign_in
 
 Client = Callable[..., TestClient]
@@ -92,11 +96,103 @@ def test_nested_user_claims_are_not_shared_between_requests(client_for: Client) 
     assert client.get("/meddle").json() == ["a"]
 
 
-def test_non_string_keys_become_strings_as_in_starlette(client_for: Client) -> None:
-    async def int_key(request: Request) -> PlainTextResponse:
-        request.session[1] = "one"
+STORABLE: list[Any] = ["text", "", 0, -(1 << 63), (1 << 64) - 1, 1.5, True, False, None,
+                      [], {}, [1, "a", None, [2.5]], {"a": {"b": [True, {"c": None}]}},
+                      Role.ADMIN]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (datetime(2024, 1, 2, tzinfo=UTC), r"session\['k'\] is a datetime .*isoformat"),
+    (date(2024, 1, 2), r"is a date"),
+    ((1, 2), r"is a tuple .*store a list"),
+    ({1, 2}, r"is a set"),
+    (frozenset(), r"is a frozenset"),
+    (b"raw", r"is bytes"),
+    (Decimal("1.10"), r"is a Decimal"),
+    (uuid.UUID(int=1), r"is a UUID"),
+    (object(), r"is a object"),
+    (float("nan"), r"nan"),
+    (float("inf"), r"inf"),
+    (1 << 64, r"beyond 64 bits"),
+    ({1: "one"}, r"session\['k'\] is a dict with a int key \(1\)"),
+    ([1, {"at": datetime(2024, 1, 2)}], r"session\['k'\]\[1\]\['at'\] is a datetime"),
+    ({"ids": (1, 2)}, r"session\['k'\]\['ids'\] is a tuple"),
+])
+def test_values_a_session_cannot_hold_are_refused_where_set(value: Any, message: str) -> None:
+    # They once changed type on the way through the cookie (datetime -> str, tuple ->
+    # list, int key -> str key) or failed as a 500 after the endpoint returned.
+    for set_value in (lambda s: s.__setitem__("k", value), lambda s: s.update(k=value),
+                      lambda s: s.update({"k": value}), lambda s: s.update([("k", value)]),
+                      lambda s: s.setdefault("k", value), lambda s: s.__ior__({"k": value})):
+        session = Session()
+        with pytest.raises(TypeError, match=message):
+            set_value(session)
+        assert session == {} and not session.modified
+    with pytest.raises(TypeError, match=message):
+        Session({"k": value})
+    with pytest.raises(TypeError, match=r"the claim k.* is"):
+        Session().login("u", "USER", k=value)
+
+
+def test_non_string_keys_are_refused() -> None:
+    session = Session()
+    for key in (1, 1.5, None, ("a",)):
+        with pytest.raises(TypeError, match="session keys are strings"):
+            session[key] = "v"  # type: ignore[index]
+        with pytest.raises(TypeError, match="session keys are strings"):
+            session.update({key: "v"})
+    assert session == {} and not session.modified
+    session.setdefault("k", [1])
+    session.setdefault("k", (1,))  # present: not set, not checked
+    assert session == {"k": [1]}
+
+
+def test_session_values_round_trip(client_for: Client) -> None:
+    async def store(request: Request) -> PlainTextResponse:
+        for index, value in enumerate(STORABLE):
+            request.session[f"v{index}"] = value
         return PlainTextResponse("ok")
 
-    client = client_for(make_app(Route("/int", int_key)))
-    assert client.get("/int").status_code == 200
-    assert client.get("/me").json()["session"] == {"1": "one"}
+    async def read(request: Request) -> JSONResponse:
+        session = request.session
+        assert [session[f"v{index}"] for index in range(len(STORABLE))] == STORABLE
+        assert [type(session[f"v{index}"]) for index in range(len(STORABLE) - 1)] == [
+            type(value) for value in STORABLE[:-1]]
+        return JSONResponse(len(session))
+
+    client = client_for(make_app(Route("/store", store), Route("/read", read)))
+    assert client.get("/store").text == "ok"
+    assert client.get("/read").json() == len(STORABLE)
+
+
+def test_values_a_route_cannot_store_fail_in_the_route(client_for: Client) -> None:
+    async def bad(request: Request) -> PlainTextResponse:
+        try:
+            request.session["when"] = datetime.now(UTC)
+        except TypeError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return PlainTextResponse("stored")
+
+    response = client_for(make_app(Route("/bad", bad))).get("/bad")
+    assert response.status_code == 400
+    assert "session['when'] is a datetime" in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_login_on_a_websocket_is_refused(client_for: Client) -> None:
+    # It once returned normally, and no cookie was ever set.
+    async def ws_login(websocket: WebSocket) -> None:
+        await websocket.accept()
+        for conn in (websocket, websocket.scope):
+            with pytest.raises(TypeError, match=r"a websocket cannot set the session cookie"
+                                                r".*Sign in over HTTP"):
+                login(conn, "alice", "USER")
+        await websocket.send_json({"user": auth(websocket) is not None})
+        await websocket.close()
+
+    client = client_for(make_app(WebSocketRoute("/ws-login", ws_login)))
+    with client.websocket_connect("/ws-login") as websocket:
+        assert websocket.receive_json() == {"user": False}
+    sign_in(client, "alice")  # over HTTP: the socket sees the session
+    with client.websocket_connect("/ws") as websocket:
+        assert websocket.receive_json()["user"] == "alice"

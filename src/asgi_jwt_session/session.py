@@ -16,6 +16,7 @@ from starlette.types import Scope
 
 from asgi_jwt_session.codec import ACTOR_CLAIM_TYPES, RESERVED_CLAIMS, Decoded, compact_json
 from asgi_jwt_session.errors import NotAuthenticated
+from asgi_jwt_session.values import check_value
 
 
 class SessionUser:
@@ -185,6 +186,8 @@ class Session(dict[str, Any]):
         actor: Actor | None = None,
     ) -> None:
         super().__init__(data or ())
+        for key, value in self.items():
+            check_value(key, value)
         self.accessed = False
         self.modified = False
         self.user = user
@@ -304,6 +307,8 @@ class Session(dict[str, Any]):
         reserved = RESERVED_CLAIMS.intersection(claims)
         if reserved:
             raise ValueError(f"reserved claim names cannot be set at login: {sorted(reserved)}")
+        for name, value in claims.items():
+            check_value(name, value, claim=True)
         if self.user is not None and self.user.id != user_id:
             super().clear()
         instant = time.time()
@@ -350,6 +355,9 @@ class Session(dict[str, Any]):
         self.mark_modified()
 
     def __setitem__(self, key: str, value: Any) -> None:
+        kind = type(value)
+        if not (kind is str or kind is bool or value is None) or type(key) is not str:
+            check_value(key, value)  # refused here, not when the cookie is written
         self.mark_modified()
         super().__setitem__(key, value)
 
@@ -384,16 +392,20 @@ class Session(dict[str, Any]):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         if key not in self:
+            check_value(key, default)
             self.mark_modified()
         return super().setdefault(key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
+        items = dict(*args, **kwargs)
+        for key, value in items.items():
+            check_value(key, value)
         self.mark_modified()
-        super().update(*args, **kwargs)
+        super().update(items)
 
     def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
-        self.mark_modified()
-        return super().__ior__(other)
+        self.update(other)
+        return self
 
     def __repr__(self) -> str:
         return f"Session({dict.__repr__(self)}, user={self.user!r})"
@@ -478,7 +490,17 @@ def login(conn: HTTPConnection | Scope, /, user_id: str, role: str, *,
     me signed in" unticked) gives a cookie the browser forgets when it closes, which
     lives at most ``browser_session_lifetime`` (default one day) however it is used.
     Returns the session (its ``expires``: when the cookie about to be issued expires).
+
+    HTTP only: a websocket cannot set the cookie, so ``login(websocket, ...)`` raises
+    ``TypeError``. Sign in over HTTP before opening the socket; the socket then sees
+    the session (``auth(websocket)``).
     """
+    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
+    if scope.get("type") == "websocket":
+        raise TypeError(
+            "login() on a websocket: a websocket cannot set the session cookie. Sign in "
+            "over HTTP (a POST to your login endpoint) before opening the socket; the "
+            "socket then sees the session through auth(websocket)")
     session = get_session(conn)
     session.login(user_id, role, version=version, remember=remember, **claims)
     session.expires_at = pending_expiry(conn, session)
