@@ -149,7 +149,7 @@ def test_impersonate_and_come_back(app: App, store: MemoryStore, clock: Clock) -
     assert token["act"] == {"sub": "admin", "role": "ADMIN", "ver": 1,
                             "auth_time": before["auth_time"], "auth_ms": before["auth_ms"],
                             "jti": before["jti"]}
-    assert token["auth_time"] == before["auth_time"]  # the absolute lifetime goes on
+    assert token["auth_time"] == int(clock.now)  # its start: it lasts an hour at most
     assert token["auth_ms"] == int(clock.now * 1000)  # alice's revocations count from now
     assert app.whoami()["actor"]["id"] == "admin"
 
@@ -411,7 +411,7 @@ def test_the_impersonators_absolute_lifetime_ends_it(client_for: Client, store: 
     app.sign_in("admin")
     clock.now += 3000
     app.client.post("/impersonate/alice")
-    assert app.token()["exp"] == app.token()["auth_time"] + 3600
+    assert app.token()["exp"] == app.token()["act"]["auth_time"] + 3600
     token = app.client.cookies["session"]
     clock.now += 599
     assert app.whoami()["id"] == "alice"
@@ -419,6 +419,31 @@ def test_the_impersonators_absolute_lifetime_ends_it(client_for: Client, store: 
     app.client.cookies.clear()  # the jar dropped it; the server refuses it as well
     response = app.client.get("/whoami", headers={"cookie": f"session={token}"})
     assert response.json()["id"] is None
+
+
+@pytest.mark.parametrize("lifetime", [None, 600])
+def test_an_impersonation_never_slides_past_its_lifetime(client_for: Client, store: MemoryStore,
+                                                        clock: Clock, lifetime: int | None
+                                                        ) -> None:
+    options = {"impersonation_lifetime": lifetime} if lifetime is not None else {}
+    app = App(client_for, store, update_age=60, revalidate_after=10**6, **options)
+    limit = lifetime or 3600  # the default: one hour, as Better Auth
+    app.sign_in("admin")
+    app.client.post("/impersonate/alice")
+    start = int(clock.now)
+    first = app.client.cookies["session"]
+    while clock.now + 120 < start + limit:  # busy all along: renewed every time
+        clock.now += 120
+        response = app.client.get("/whoami")
+        assert response.json()["id"] == "alice"
+        assert set_cookies(response, "session")  # a renewal, and yet
+        assert app.token()["exp"] == start + limit  # never past the limit
+    clock.now = start + limit + 1
+    last = app.client.cookies["session"]
+    app.client.cookies.clear()
+    for token in (last, first):
+        response = app.client.get("/whoami", headers={"cookie": f"session={token}"})
+        assert response.json()["id"] is None  # over, whatever the leeway
 
 
 def test_stop_restores_a_session_revalidation_kept_up_to_date(app: App, store: MemoryStore,
@@ -486,7 +511,7 @@ def test_an_impersonation_token_round_trips(client_for: Client, clock: Clock) ->
     now = int(clock.now)
     token = TokenCodec(SECRET).encode({"sub": "alice", "role": "USER", "iat": now,
                                        "exp": now + 60, "auth_time": now,
-                                       "act": {**ACT, "name": "Ada"}})
+                                       "act": {**ACT, "auth_time": now, "name": "Ada"}})
     client = client_for()
     assert client.get("/me", headers={"cookie": f"session={token}"}).json()["id"] == "alice"
 

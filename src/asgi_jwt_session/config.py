@@ -9,7 +9,8 @@ from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE
 from asgi_jwt_session.cookies import check_attribute
 from asgi_jwt_session.roles import RoleHierarchy
 
-DAY = 24 * 60 * 60
+HOUR = 60 * 60
+DAY = 24 * HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class SessionConfig:
       and is re-issued at least every ``idle_timeout / 2`` while in use.
     - ``browser_session_lifetime``: absolute cap from sign-in of a session signed in
       with ``login(..., remember=False)``, whose cookie has no ``Max-Age``.
+    - ``impersonation_lifetime``: seconds an impersonation lasts at most from its
+      start, whatever the activity (renewals never slide past it).
     - ``leeway``: clock tolerance for ``exp``/``nbf``/``iat``, seconds.
     - ``cache_size``: decoded-token LRU entries; 0 turns the cache off.
     - ``max_cookie_size``: total budget for the token over all chunks, bytes.
@@ -46,6 +49,7 @@ class SessionConfig:
     max_lifetime: int = 90 * DAY
     idle_timeout: int | None = None
     browser_session_lifetime: int = DAY
+    impersonation_lifetime: int = HOUR
     leeway: int = 10
     cache_size: int = DEFAULT_CACHE_SIZE
     max_cookie_size: int = 12 * 1024
@@ -69,6 +73,9 @@ class SessionConfig:
                              "max_lifetime, or None")
         if type(self.browser_session_lifetime) is not int or self.browser_session_lifetime <= 0:
             raise ValueError("browser_session_lifetime must be a positive number of seconds")
+        lifetime = self.impersonation_lifetime
+        if type(lifetime) is not int or lifetime <= 0:
+            raise ValueError("impersonation_lifetime must be a positive number of seconds")
         if self.same_site == "none" and self.https_only is False:
             raise ValueError("same_site='none' needs Secure cookies: do not set https_only=False")
         if not self.login_url.startswith("/") or self.login_url[1:2] in ("/", "\\"):

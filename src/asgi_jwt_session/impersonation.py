@@ -31,8 +31,10 @@ The rules:
 - With :class:`~asgi_jwt_session.freshness.Freshness`, revalidation checks both users:
   the session is signed out when the impersonator is gone, disabled, their sessions
   revoked or their role changed, or when the impersonated user is gone, disabled,
-  revoked or their role changed. The absolute lifetime keeps counting from the
-  impersonator's own sign-in, and fresh login is the impersonator's.
+  revoked or their role changed. Fresh login is the impersonator's.
+- An impersonation lasts at most ``impersonation_lifetime`` (a middleware option,
+  default one hour) from its start, whatever the activity: renewals never slide past
+  it, nor past the impersonator's own absolute lifetime.
 - :func:`~asgi_jwt_session.session.logout` signs the impersonator out too.
 
 Every start and stop is logged (logger ``asgi_jwt_session.impersonation``, INFO) and
@@ -197,8 +199,10 @@ async def impersonate(
     session.version = target.session_version
     session.jti = new_session_id()
     session.checked_at = now
-    # A revocation of the user's sessions from now on ends this one; the absolute
-    # lifetime (auth_time) keeps counting from the impersonator's sign-in.
+    # A revocation of the user's sessions from now on ends this one. auth_time is the
+    # start: the impersonation lasts impersonation_lifetime from it, never sliding (the
+    # impersonator's own sign-in, kept in act, still bounds it).
+    session.auth_time = now
     session.auth_ms = int(time.time() * 1000)
     session.mark_modified()
     await notify(on_event, event("start", actor_user, session.user, session.jti, scope))

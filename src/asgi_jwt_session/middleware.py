@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, LRUCache, SessionFormat
-from asgi_jwt_session.config import DAY, SessionConfig
+from asgi_jwt_session.config import DAY, HOUR, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
 from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
@@ -21,6 +21,9 @@ from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
 from asgi_jwt_session.users import SessionAuth
+
+if TYPE_CHECKING:
+    from asgi_jwt_session.dbsc import DeviceBinding
 
 __all__ = ["JWTSessionMiddleware"]
 
@@ -100,7 +103,8 @@ class JWTSessionMiddleware:
     format; this package's tokens by default, or
     :class:`~asgi_jwt_session.authjs.AuthJSFormat`) and ``freshness`` (a
     :class:`~asgi_jwt_session.freshness.Freshness`: role changes and revocations that
-    take effect).
+    take effect) and ``device_binding`` (a :class:`~asgi_jwt_session.dbsc.DeviceBinding`:
+    session cookies bound to the browser's device key, DBSC).
 
     It also fills ``request.user`` / ``request.auth`` for Starlette's ``@requires``, and
     answers the guards' ``AuthError`` (login redirect, 401, 403, websocket 4401/4403).
@@ -122,6 +126,7 @@ class JWTSessionMiddleware:
         max_lifetime: int = 90 * DAY,
         idle_timeout: int | None = None,
         browser_session_lifetime: int = DAY,
+        impersonation_lifetime: int = HOUR,
         leeway: int = 10,
         cache_size: int = DEFAULT_CACHE_SIZE,
         max_cookie_size: int = 12 * 1024,
@@ -130,13 +135,15 @@ class JWTSessionMiddleware:
         format: SessionFormat | None = None,
         freshness: FreshnessHook | None = None,
         config: SessionConfig | None = None,
+        device_binding: DeviceBinding | None = None,
     ) -> None:
         self.app = app
         options = dict(
             session_cookie=session_cookie, max_age=max_age, path=path, same_site=same_site,
             https_only=https_only, domain=domain, partitioned=partitioned,
             update_age=update_age, max_lifetime=max_lifetime, idle_timeout=idle_timeout,
-            browser_session_lifetime=browser_session_lifetime, leeway=leeway,
+            browser_session_lifetime=browser_session_lifetime,
+            impersonation_lifetime=impersonation_lifetime, leeway=leeway,
             cache_size=cache_size, max_cookie_size=max_cookie_size, login_url=login_url,
             roles=roles,
         )
@@ -174,6 +181,9 @@ class JWTSessionMiddleware:
         self.front: LRUCache[bytes, Seen] = LRUCache(min(FRONT_SIZE, config.cache_size))
         self.context = SessionContext(config, self.format.writable, freshness)
         self.roles = config.roles
+        self.binding = device_binding
+        if device_binding is not None:
+            device_binding.attach(self)
         # When a token is re-issued, for a remembered sign-in and for remember=False.
         self.renew_after = config.renew_after
         self.browser_renew_after = config.renew_after_for(False)
@@ -196,6 +206,10 @@ class JWTSessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        binding = self.binding
+        if binding is not None and scope["path"] in binding.paths:
+            await binding.handle(scope, receive, send)  # DBSC registration and refresh
             return
 
         now = int(time.time())
@@ -258,11 +272,14 @@ class JWTSessionMiddleware:
         if lines and session.user is not None and self.freshness is not None and (
                 renew or session.jti != jti):  # a sign-in or a renewal: tell it
             await self.freshness.issued(scope, session, session.jti != jti)
-        if lines or session.accessed:
+        added = (self.binding.response_headers(scope, session, jti, decoded, lines)
+                 if self.binding is not None else ())
+        if lines or session.accessed or added:
             # "headers" is optional in websocket.accept, and may be any iterable.
             headers = message["headers"] = list(message.get("headers", ()))
             add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
             headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
+            headers.extend(added)
 
     def open(self, seen: Seen, now: int
              ) -> tuple[Session | None, Decoded | None, bool, list[str]]:
@@ -283,7 +300,14 @@ class JWTSessionMiddleware:
                 session = Session.from_decoded(decoded, None)
                 remember = session.remember
                 lifetime = config.max_lifetime if remember else self.browser_lifetime
-                if session.auth_time is not None and now > session.auth_time + lifetime:
+                auth_time = session.auth_time
+                ends_at = auth_time + lifetime if auth_time is not None else None
+                actor = session.actor
+                if actor is not None and auth_time is not None:  # auth_time: its start
+                    ends_at = min(auth_time + lifetime, auth_time + config.impersonation_lifetime)
+                    if actor.auth_time is not None:  # the impersonator's own sign-in
+                        ends_at = min(ends_at, actor.auth_time + lifetime)
+                if ends_at is not None and now > ends_at:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
                 renew_after = self.renew_after if remember else self.browser_renew_after
@@ -292,8 +316,8 @@ class JWTSessionMiddleware:
                     session.lifetime = decoded.exp - session.issued_at
                 if not renew and self.front.size and len(token) <= codec.max_cached_size:
                     until = min(decoded.exp + config.leeway, issued_at + renew_after - 1)
-                    if session.auth_time is not None:
-                        until = min(until, session.auth_time + lifetime)
+                    if ends_at is not None:
+                        until = min(until, ends_at)
                     starts = [t for t in (decoded.nbf, decoded.iat) if t is not None]
                     # Set before decoded: a thread that sees decoded sees these too.
                     seen.quiet_from = max(starts) - config.leeway if starts else 0
@@ -389,7 +413,7 @@ class JWTSessionMiddleware:
         token = codec.encode(session.to_claims(now, expires_at))
         try:
             lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now,
-                               persistent=session.remember)
+                               persistent=session.remember or session.cnf is not None)
         except SessionTooLarge as exc:
             if decoded is None or changed_content(session, decoded):
                 raise
