@@ -20,8 +20,9 @@ With a session registry (``Freshness(store, registry=SessionRegistry(store))``, 
 store cannot be reached):
 
 - ``GET /auth/sessions``: ``{"sessions": [{"id", "created", "renewed", "expires",
-  "userAgent", "client", "current"}]}``, the signed-in user's own sessions, the last
-  renewed first; ``current`` is true for the one making the request.
+  "userAgent", "client", "current", "deviceBound"}]}``, the signed-in user's own
+  sessions, the last renewed first; ``current`` is true for the one making the request,
+  ``deviceBound`` for a session bound to its device (DBSC).
 - ``POST /auth/sessions/{id}/revoke``: signs that session out everywhere (this one
   too, when it is the current one: its cookie is expired). 404 for an id that is not
   one of the user's sessions, whether or not it exists for someone else.
@@ -117,7 +118,7 @@ def stored_session_view(record: StoredSession, current: str | None) -> dict[str,
     return {"id": record.id, "created": iso(record.created_at),
             "renewed": iso(record.renewed_at), "expires": iso(record.expires_at),
             "userAgent": record.user_agent, "client": record.client,
-            "current": record.id == current}
+            "current": record.id == current, "deviceBound": record.device_bound}
 
 
 def registry_of(request: Request) -> SessionRegistry | None:

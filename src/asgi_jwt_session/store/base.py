@@ -45,7 +45,8 @@ class StoredSession:
     token issued for it, ``expires_at`` that token's expiry and ``ends_at`` the
     session's absolute end (sign-in plus its lifetime), after which the row may be
     deleted. ``user_agent`` and ``client`` are what the app chose to record
-    (``None``: nothing).
+    (``None``: nothing). ``device_bound``: its token is bound to the browser's device
+    key (DBSC, see :mod:`asgi_jwt_session.dbsc`).
     """
 
     id: str
@@ -57,6 +58,7 @@ class StoredSession:
     user_agent: str | None = None
     client: str | None = None
     revoked_at: datetime | None = None
+    device_bound: bool = False
 
 
 Listener = Callable[[StoredUser], Awaitable[None] | None]

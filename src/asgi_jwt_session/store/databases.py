@@ -62,7 +62,8 @@ MIN_RETRY = 0.1  # seconds before the first background connect attempt; doubles 
 # The session registry's rows are deleted this long after their session's absolute end
 # (clock skew, leeway), when their user next signs in.
 PRUNE_MARGIN = timedelta(hours=1)
-SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client")
+SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client",
+                   "device_bound")
 
 
 def describe(exc: BaseException) -> str:
@@ -299,6 +300,7 @@ class RoleStore:
             sa.Column("user_agent", sa.Text, nullable=True),
             sa.Column("client", sa.Text, nullable=True),
             sa.Column("revoked_at", time, nullable=True),
+            sa.Column("device_bound", sa.Boolean, nullable=False, server_default=sa.false()),
             schema=users.schema,
         )
 
@@ -493,6 +495,7 @@ class RoleStore:
             renewed_at=_utc(row["renewed_at"]), expires_at=_utc(row["expires_at"]),
             ends_at=_utc(row["ends_at"]), user_agent=row["user_agent"], client=row["client"],
             revoked_at=None if row["revoked_at"] is None else _utc(row["revoked_at"]),
+            device_bound=bool(row["device_bound"]),
         )
 
     def _time(self, when: datetime) -> datetime:
@@ -681,14 +684,21 @@ class RoleStore:
             raise ValueError("this table has no disabled column")
         return await self._update(user_id, {"disabled": bool(disabled)})
 
+    async def bump_session_version(self, user_id: str) -> StoredUser:
+        """Bump the session version and change nothing else: each session of the user
+        revalidates once, and an impersonation by them ends (what
+        :func:`~asgi_jwt_session.impersonation.stop_impersonating` marks). One statement."""
+        return await self._update(user_id, {})
+
     # The session registry (sessions_table=...)
 
     async def record_session(self, session: StoredSession, *, first: bool) -> None:
         """Insert the session's row, or renew the row of this id and user (its times and
         device; a revoked row stays revoked, another user's row is left alone).
-        ``first``: also delete the user's rows past their ``ends_at`` (one more
-        statement). Times are the app's clock. A row the database cannot store (an
-        id with a NUL or a lone surrogate) is not written."""
+        ``first``: also delete the user's rows past their ``ends_at`` and hold the user
+        to ``max_sessions_per_user`` (two more statements, three more when the cap ends
+        sessions: see :meth:`end_oldest_sessions`). Times are the app's clock. A row the
+        database cannot store (an id with a NUL or a lone surrogate) is not written."""
         sessions = self._registry()
         s = sessions.c
         if not self.can_store(session.id, session.user_id, session.user_agent, session.client):
@@ -702,6 +712,7 @@ class RoleStore:
             "expires_at": self._time(session.expires_at),
             "ends_at": self._time(session.ends_at),
             "user_agent": session.user_agent, "client": session.client,
+            "device_bound": session.device_bound,
         }
         insert = (postgresql.insert if self.is_postgres else sqlite.insert)(sessions)
         insert = insert.values(values)
