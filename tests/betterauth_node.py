@@ -91,7 +91,8 @@ class BetterAuth:
         with contextlib.suppress(Exception):  # closing: the process may be gone
             self.call("close")
         if self.proc.stdin is not None:
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -32,6 +32,7 @@ function makeOptions(config) {
   if (config.expiresIn) options.session.expiresIn = config.expiresIn;
   if (config.postgres) {
     const pool = new pg.Pool({ connectionString: config.postgres, max: 2 });
+    pool.on("error", () => {}); // the server going away at the end of a test run
     pools.push(pool);
     options.database = pool;
   } else if (!config.stateless) {
