@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from urllib.parse import unquote
 
+import anyio
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -22,7 +23,7 @@ from websockets.sync.client import connect
 from support.servers import free_port, wait_for_port
 from tests.app_processes import ROOT
 
-FRAMEWORKS = ["litestar", "quart", "django"]
+FRAMEWORKS = ["litestar", "quart", "django", "falcon", "blacksheep"]
 JSON = {"accept": "application/json"}
 HTML = {"accept": "text/html"}
 
@@ -154,3 +155,68 @@ def test_websocket(served: Served) -> None:
         assert json.loads(socket.recv()) == {"admin": True}
     with pytest.raises(InvalidStatus), connect(f"{ws_url}/ws-admin") as socket:
         socket.recv()  # closed before accept: the server refuses the handshake
+
+
+@pytest.mark.parametrize("framework", [name for name in FRAMEWORKS if name != "django"])
+def test_websocket_guard_closes_with_4401(framework: str) -> None:
+    # In process: a server turns any close before accept into an HTTP 403.
+    app = importlib.import_module(f"tests.framework_apps.{framework}_app").app
+    sent: list[dict[str, object]] = []
+    events = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, object]:
+        if events:
+            return events.pop()
+        await anyio.sleep(5)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "scheme": "ws", "path": "/ws-admin", "raw_path": b"/ws-admin", "root_path": "",
+             "query_string": b"", "headers": [(b"host", b"127.0.0.1")], "subprotocols": [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    async def call() -> None:
+        with anyio.fail_after(5):
+            await app(scope, receive, send)
+
+    anyio.run(call)  # the frameworks' own backend: asyncio
+    assert sent[0]["type"] == "websocket.close" and sent[0]["code"] == 4401
+
+
+def test_quart_refuses_its_own_cookie_name() -> None:
+    from quart import Quart
+
+    from asgi_jwt_session.integrations.quart import install
+
+    with pytest.raises(ValueError, match="SESSION_COOKIE_NAME"):
+        install(Quart(__name__), secret_key="x" * 32, session_cookie="session")
+
+
+def test_django_refuses_its_own_cookie_names() -> None:
+    importlib.import_module("tests.framework_apps.django_app")  # configures the settings
+    from asgi_jwt_session.integrations.django import asgi_application
+
+    with pytest.raises(ValueError, match="CSRF_COOKIE_NAME"):
+        asgi_application("x" * 32, csrf_cookie="csrftoken")
+    with pytest.raises(ValueError, match="SESSION_COOKIE_NAME"):
+        asgi_application("x" * 32, session_cookie="sessionid")
+
+
+def test_django_csrf_cookie_is_apart_from_djangos(served: Served) -> None:
+    with served.client() as client:
+        client.get("/auth/session")
+        assert client.cookies.get(served.csrf_cookie)
+        if served.csrf_cookie != "csrftoken":
+            assert client.cookies.get("csrftoken") is None
+
+
+def test_each_integration_imports_its_framework_only() -> None:
+    names = ["litestar", "quart", "django", "falcon", "blacksheep"]
+    for module in ["base", *names]:
+        code = (f"import sys, asgi_jwt_session.integrations.{module}; "
+                f"print(sorted(m for m in {names!r} if m in sys.modules))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True, cwd=ROOT)
+        assert result.stdout.split() == [str([module] if module != "base" else [])], module

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.exceptions import WebSocketException
 from litestar.handlers import BaseRouteHandler, asgi
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
@@ -63,10 +65,21 @@ def auth_error_handler(request: Request[Any, Any, Any], exc: AuthError) -> Respo
                     media_type=answer.media_type)
 
 
+def check_connection(connection: ASGIConnection[Any, Any, Any, Any],
+                     roles: tuple[str, ...]) -> None:
+    try:
+        check_request(connection, roles)
+    except AuthError as exc:
+        if connection.scope["type"] != ScopeType.WEBSOCKET:
+            raise  # answered by auth_error_handler
+        # Litestar closes a websocket with the code of its own exception (else 4500).
+        raise WebSocketException(detail=exc.detail, code=exc.close_code) from exc
+
+
 def requires_login(connection: ASGIConnection[Any, Any, Any, Any],
                    _: BaseRouteHandler) -> None:
     """Litestar guard: a signed-in user (``guards=[requires_login]``)."""
-    check_request(connection)
+    check_connection(connection, ())
 
 
 def requires_role(*roles: str) -> Guard:
@@ -75,7 +88,7 @@ def requires_role(*roles: str) -> Guard:
     names = tuple(str(role) for role in roles)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        check_request(connection, names)
+        check_connection(connection, names)
 
     return guard
 

@@ -85,7 +85,14 @@ def requires_role(*roles: str) -> Callable[[View[P, R]], View[P, R]]:
     def decorator(view: View[P, R]) -> View[P, R]:
         @functools.wraps(view)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            check_request(current_connection(), names)
+            if has_websocket_context():
+                try:
+                    check_request(websocket, names)
+                except AuthError as exc:  # refused before accept: 4401 / 4403
+                    await websocket.close(exc.close_code, exc.detail)
+                    return None  # type: ignore[return-value]
+            else:
+                check_request(request, names)
             return await view(*args, **kwargs)
 
         return guarded
@@ -98,7 +105,8 @@ requires_login = requires_role()
 
 
 async def auth_error_handler(exc: AuthError) -> Response:
-    """Quart error handler for :class:`~asgi_jwt_session.AuthError` on HTTP requests."""
+    """Quart error handler for :class:`~asgi_jwt_session.AuthError` on HTTP requests
+    (a guarded websocket is closed by the guard itself)."""
     answer = answer_for(request, exc)
     return Response(answer.body, status=answer.status, headers=dict(answer.headers),
                     content_type=answer.media_type)
