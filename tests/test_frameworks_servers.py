@@ -1,0 +1,93 @@
+"""The middleware behind every ASGI server a user may pick, each a real process on
+loopback: uvicorn (h11 and httptools), hypercorn (asyncio and trio), granian and daphne.
+The flow (sign in, read, sign out), keep-alive, several Set-Cookie lines in one
+response, HEAD, and a streamed response that writes the session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from support.servers import free_port, wait_for_port
+from tests.app_processes import ROOT
+from tests.framework_apps.server_app import BLOB
+
+APP = "tests.framework_apps.server_app:app"
+PY = [sys.executable, "-m"]
+
+SERVERS = {
+    "uvicorn-h11": lambda port: [*PY, "uvicorn", APP, "--port", str(port), "--http", "h11",
+                                 "--log-level", "warning"],
+    "uvicorn-httptools": lambda port: [*PY, "uvicorn", APP, "--port", str(port),
+                                       "--http", "httptools", "--log-level", "warning"],
+    "hypercorn-asyncio": lambda port: [*PY, "hypercorn", APP, "--bind", f"127.0.0.1:{port}",
+                                       "-k", "asyncio"],
+    "hypercorn-trio": lambda port: [*PY, "hypercorn", APP, "--bind", f"127.0.0.1:{port}",
+                                    "-k", "trio"],
+    "granian": lambda port: [*PY, "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "warning", APP],
+    "daphne": lambda port: [*PY, "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
+}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(SERVERS[request.param](port), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def session_lines(response: httpx.Response) -> list[str]:
+    return [line for line in response.headers.get_list("set-cookie")
+            if line.startswith(("session=", "session."))]
+
+
+def test_flow_over_one_connection(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        first = client.get("/me").json()
+        assert first["user"] is None
+        (line,) = session_lines(client.get("/login", params={"user": "alice"}))
+        assert "HttpOnly" in line
+        body = client.get("/me").json()
+        assert body["user"] == "alice"
+        assert body["client"] == first["client"]  # the same connection: kept alive
+        response = client.post("/logout")
+        (line,) = session_lines(response)
+        assert "Max-Age=0" in line or "expires=Thu, 01 Jan 1970" in line
+        assert client.get("/me").json()["user"] is None
+
+
+def test_several_set_cookie_lines(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        client.get("/login", params={"user": "alice"})
+        response = client.post("/big")
+        lines = response.headers.get_list("set-cookie")
+        assert len(session_lines(response)) >= 3
+        assert any(line.startswith("theme=dark") for line in lines)
+        assert client.get("/me").json() == {"user": "alice", "blob": len(BLOB),
+                                            "client": client.get("/me").json()["client"]}
+
+
+def test_head(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        client.get("/login", params={"user": "alice"})
+        response = client.head("/me")
+        assert response.status_code == 200 and response.content == b""
+        assert "cookie" in response.headers["vary"].lower()
+        assert session_lines(response) == []  # read, not re-issued
+
+
+def test_streamed_response_writes_the_session(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client, client.stream("GET", "/stream") as r:
+        assert len(session_lines(r)) == 1
+        assert b"".join(r.iter_bytes()) == b"".join(f"chunk {i}\n".encode() for i in range(5))
