@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_jwt_session import JWTSessionMiddleware, auth, require_role
+from asgi_jwt_session import JWTSessionMiddleware, SessionUser, auth, require_role
 from asgi_jwt_session.betterauth import (
     BETTER_AUTH_ROLES,
     BetterAuthFormat,
@@ -26,6 +27,7 @@ from asgi_jwt_session.betterauth import (
     betterauth_secrets_from_env,
 )
 from asgi_jwt_session.codec import Codec
+from asgi_jwt_session.dependencies import CurrentUser, RequireRole
 from asgi_jwt_session.errors import ExpiredToken, InvalidToken
 from tests.betterauth_node import SECRET, BetterAuth, cookies_of
 
@@ -284,3 +286,34 @@ def test_secrets_from_env() -> None:
                 {"BETTER_AUTH_SECRETS": "new"}, {"BETTER_AUTH_SECRETS": "1:a,1:b"}):
         with pytest.raises(ValueError):
             betterauth_secrets_from_env(env)
+
+
+def fastapi_app() -> FastAPI:
+    api = FastAPI()
+    api.add_middleware(JWTSessionMiddleware, secret_key=SECRET,  # type: ignore[arg-type]
+                       roles=BETTER_AUTH_ROLES, format=BetterAuthFormat("jwt"))
+
+    @api.get("/me")
+    async def whoami(user: CurrentUser) -> dict[str, str]:
+        return {"id": user.id, "role": user.role}
+
+    @api.get("/admin")
+    async def admin(user: Annotated[SessionUser, RequireRole("admin")]) -> dict[str, str]:
+        return {"id": user.id}
+
+    return api
+
+
+def test_fastapi_dependencies(betterauth: BetterAuth) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": "jwt"})
+    user_id, cookies = app.sign_up("fastapi@example.com")
+    client = TestClient(fastapi_app())
+    header = {"cookie": f"{DATA}={cookies[DATA]}"}
+    assert client.get("/me", headers=header).json() == {"id": user_id, "role": "user"}
+    assert client.get("/admin", headers=header).status_code == 403
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers={"cookie": f"{DATA}=forged"}).status_code == 401
+    app.update_user(user_id, role="admin")
+    cookies = app.sign_in("fastapi@example.com")
+    assert client.get("/admin", headers={"cookie": f"{DATA}={cookies[DATA]}"}).json() == \
+        {"id": user_id}

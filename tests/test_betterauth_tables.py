@@ -215,3 +215,24 @@ def test_without_a_feed_revalidation_sees_the_sign_out(node_app: App, database: 
         assert service.read(cookies)["id"] is None
         # One query for the cookie cache's session, one for the token it leaves.
         assert service.tables.queries == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_registry_lists_better_auth_sessions(node_app: App, database: str) -> None:
+    from asgi_jwt_session.registry import list_sessions
+
+    address = email()
+    user_id, first = node_app.sign_up(address)
+    second = node_app.sign_in(address)
+    node_app.sign_in(address)
+    async with BetterAuthTables(database) as tables:
+        page = await list_sessions(tables, user_id, limit=2)  # type: ignore[arg-type]
+        assert len(page) == 2 and page.next_cursor is not None
+        rest = await list_sessions(tables, user_id, cursor=page.next_cursor)  # type: ignore[arg-type]
+        assert len(rest) == 1
+        ids = {stored.id for stored in [*page, *rest]}
+        assert len(ids) == 3 and all(stored.user_id == user_id for stored in [*page, *rest])
+        node_app.sign_out(second)
+        assert len(await list_sessions(tables, user_id)) == 2  # type: ignore[arg-type]
+        assert node_app.get_session(first)["user"]["id"] == user_id

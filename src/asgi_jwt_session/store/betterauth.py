@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asgi_jwt_session.errors import StoreUnavailable, describe
+from asgi_jwt_session.store.base import StoredSession
 
 __all__ = ["NOTIFY_CHANNEL", "BetterAuthRow", "BetterAuthTables", "notify_trigger_sql"]
 
@@ -160,6 +161,45 @@ class BetterAuthTables:
             expires_at=expires_at, role=row["role"], banned=bool(row["banned"]),
             ban_expires=utc(row["ban_expires"]), impersonated_by=row["impersonated_by"],
             name=row["name"], email=row["email"])
+
+    async def list_sessions(self, user_id: str, *, limit: int = 1000,
+                            before: tuple[datetime, str] | None = None) -> list[StoredSession]:
+        """The user's unexpired Better Auth sessions, last updated first, as the session
+        registry lists them (``asgi_jwt_session.registry.list_sessions(tables, id)``).
+        Ending one is Better Auth's to do (its ``revokeSession`` API)."""
+        s = quoted(self.session_table)
+        query = (f'SELECT id, "userId" AS user_id, "createdAt" AS created_at, '
+                 f'"updatedAt" AS updated_at, "expiresAt" AS expires_at, '
+                 f'"userAgent" AS user_agent FROM {s} '
+                 f'WHERE "userId" = :user_id AND "expiresAt" > :now ')
+        values: dict[str, Any] = {"user_id": user_id, "now": datetime.now(UTC)}
+        if not self.is_postgres:
+            values["now"] = values["now"].isoformat()
+        if before is not None:
+            query += 'AND ("updatedAt" < :at OR ("updatedAt" = :at AND id < :id)) '
+            values.update(at=before[0], id=before[1])
+        query += 'ORDER BY "updatedAt" DESC, id DESC LIMIT :limit'
+        values["limit"] = limit
+        self.queries += 1
+        try:
+            rows = await self.database.fetch_all(query, values)
+        except Exception as exc:
+            from asgi_jwt_session.store.databases import is_unavailable
+
+            if is_unavailable(exc) or isinstance(exc, OSError | TimeoutError):
+                raise StoreUnavailable(f"Better Auth tables: {describe(exc)}") from exc
+            raise
+        sessions = []
+        for row in rows:
+            created, updated, expires = (utc(row["created_at"]), utc(row["updated_at"]),
+                                         utc(row["expires_at"]))
+            assert created is not None and updated is not None and expires is not None
+            agent = row["user_agent"]
+            sessions.append(StoredSession(
+                id=str(row["id"]), user_id=str(row["user_id"]), created_at=created,
+                renewed_at=updated, expires_at=expires, ends_at=expires,
+                user_agent=agent[:120] if agent else None))
+        return sessions
 
     # A change source for PostgresVersionFeed (the trigger notifies; this catches up)
 
