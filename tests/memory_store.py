@@ -70,5 +70,8 @@ class MemoryStore:
     async def set_disabled(self, user_id: str, disabled: bool) -> StoredUser:
         return await self.change(user_id, disabled=disabled)
 
+    async def bump_session_version(self, user_id: str) -> StoredUser:
+        return await self.change(user_id)
+
     def delete(self, user_id: str) -> None:
         del self.users[user_id]

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from asgi_jwt_session import JWTSessionMiddleware, auth, login
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness, PostgresVersionFeed
+from asgi_jwt_session.impersonation import impersonate, stop_impersonating
 from asgi_jwt_session.registry import (
     SessionRegistry,
     coarse_device,
@@ -67,6 +68,16 @@ async def change_password(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def view_as(request: Request) -> JSONResponse:
+    await impersonate(request, store, request.query_params["user"])
+    return JSONResponse({"jti": request.session.jti})
+
+
+async def stop_view_as(request: Request) -> JSONResponse:
+    await stop_impersonating(request)
+    return JSONResponse({"jti": request.session.jti})
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"queries": store.queries, "listening": feed.connected.is_set(),
                          "recorded": registry.recorded, "pid": os.getpid()})
@@ -79,6 +90,8 @@ app = Starlette(
         Route("/revoke-session", revoke, methods=["POST"]),
         Route("/change-password", change_password, methods=["POST"]),
         Route("/stats", stats),
+        Route("/view-as", view_as, methods=["POST"]),
+        Route("/stop-view-as", stop_view_as, methods=["POST"]),
         session_routes(),
     ],
     middleware=[Middleware(JWTSessionMiddleware, secret_key=os.environ["REGISTRY_SECRET"],

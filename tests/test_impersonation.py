@@ -159,8 +159,9 @@ def test_impersonate_and_come_back(app: App, store: MemoryStore, clock: Clock) -
     assert body["data"] == {}
     after = app.token()
     assert "act" not in after
-    for claim in ("sub", "role", "ver", "jti", "auth_time", "auth_ms"):
+    for claim in ("sub", "role", "jti", "auth_time", "auth_ms"):
         assert after[claim] == before[claim], claim
+    assert after["ver"] == before["ver"] + 1 == store.users["admin"].session_version  # marked
 
 
 def test_every_start_and_stop_goes_to_the_hook(app: App, clock: Clock,
@@ -311,9 +312,10 @@ async def test_the_functions_check_their_arguments(store: MemoryStore) -> None:
     assert session.user is not None and session.user.actor is not None
     with pytest.raises(ImpersonationError):
         await impersonate(scope, store, "olga")
-    await stop_impersonating(scope)
+    await stop_impersonating(scope, store)
+    assert session.user is not None and session.user.id == "admin"
     with pytest.raises(ImpersonationError):
-        await stop_impersonating(scope)
+        await stop_impersonating(scope, store)
     assert issubclass(ImpersonationDenied, ImpersonationError)
 
 
@@ -368,16 +370,12 @@ def test_what_ends_an_impersonation(app: App, store: MemoryStore, clock: Clock,
     assert "Max-Age=0" in set_cookies(response, "session")[0]
 
 
-def test_a_new_version_of_the_impersonator_alone_is_adopted(app: App, store: MemoryStore,
-                                                           clock: Clock) -> None:
+def test_a_new_version_of_the_impersonator_ends_it(app: App, store: MemoryStore,
+                                                   clock: Clock) -> None:
+    # What stop_impersonating marks: any change of the impersonator's record ends it.
     impersonating(app)
     run(update_user_role, store, "admin", "ADMIN")  # the same role: a version bump
-    body = app.whoami()
-    assert body["id"] == "alice" and body["actor"]["id"] == "admin"
-    assert app.token()["act"]["ver"] == 2
-    reads = store.reads
-    app.whoami()  # not stale any more
-    assert store.reads == reads
+    assert app.whoami()["id"] is None
 
 
 def test_a_revocation_of_the_user_before_the_start_does_not_end_it(
@@ -446,16 +444,55 @@ def test_an_impersonation_never_slides_past_its_lifetime(client_for: Client, sto
         assert response.json()["id"] is None  # over, whatever the leeway
 
 
-def test_stop_restores_a_session_revalidation_kept_up_to_date(app: App, store: MemoryStore,
-                                                             clock: Clock) -> None:
+def copy_of(app: App) -> dict[str, str]:
+    """A Cookie header with the session cookie as it is now (a copy someone took)."""
+    return {"cookie": f"session={app.client.cookies['session']}"}
+
+
+def test_a_copy_taken_before_stop_never_restores_the_admin(app: App, store: MemoryStore,
+                                                           clock: Clock) -> None:
     impersonating(app)
-    run(update_user_role, store, "admin", "ADMIN")  # version 2, adopted into act
-    app.whoami()
+    copy = copy_of(app)
+    assert app.client.post("/stop").json()["id"] == "admin"
+    given_back = app.token()
+    app.forget_changes()  # another process: its feed has not heard of the stop yet
+    clock.now += 1
+    with TestClient(app.client.app) as thief:
+        response = thief.post("/stop", headers=copy)  # exchange it a second time
+        assert response.status_code == 401
+        assert set_cookies(response, "session")[0].startswith("session=;")
+        assert thief.get("/whoami", headers=copy).json()["id"] is None  # and it is over
+    assert app.whoami()["id"] == "admin"  # the admin's own session stays
+    assert app.token()["jti"] == given_back["jti"]
+    assert [event.action for event in app.events] == ["start", "stop", "stop"]
+
+
+def test_a_copy_is_refused_once_the_stop_is_heard_of(app: App, store: MemoryStore) -> None:
+    impersonating(app)
+    copy = copy_of(app)
     app.client.post("/stop")
-    assert app.token()["ver"] == 2
     reads = store.reads
+    with TestClient(app.client.app) as thief:
+        response = thief.get("/whoami", headers=copy)  # the feed says: the admin changed
+    assert response.json()["id"] is None
+    assert store.reads == reads + 2  # one revalidation: both users
     assert app.whoami()["id"] == "admin"
-    assert store.reads == reads  # not stale: no query
+
+
+def test_stop_with_a_store_that_cannot_mark_signs_out(client_for: Client,
+                                                      store: MemoryStore) -> None:
+    class Unmarkable:  # a Store without bump_session_version
+        def __init__(self) -> None:
+            self.on_change = store.on_change
+
+        async def get_user(self, user_id: str) -> Any:
+            return await store.get_user(user_id)
+
+    app = App(client_for, store)
+    app.freshness.store = Unmarkable()  # type: ignore[assignment]
+    impersonating(app)
+    assert app.client.post("/stop").status_code == 401
+    assert app.whoami()["id"] is None
 
 
 # --- bad tokens ------------------------------------------------------------------------------

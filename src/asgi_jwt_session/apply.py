@@ -10,7 +10,7 @@ impersonation. Neither does I/O: the caller loads the user.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,13 +127,14 @@ def actor_signed_in_before(actor: Actor, revoked_at: float) -> bool:
 
 
 def apply_actor(session: Session, user: CheckedUser | None) -> None:
-    """Bring the impersonator of ``session`` up to date with ``user`` (the impersonator
-    as the store has them now).
+    """Check the impersonator of ``session`` against ``user`` (the impersonator as the
+    store has them now).
 
     Signs out when they are gone or disabled, when their sessions were revoked after
-    their own sign-in, when their version is newer than the store's, and when their
-    role changed (it may no longer allow the impersonation). Otherwise a new session
-    version is adopted.
+    their own sign-in, when their role changed (it may no longer allow the
+    impersonation), and when their session version is not the one the impersonation
+    started with: :func:`~asgi_jwt_session.impersonation.stop_impersonating` bumps it,
+    so a copy of the impersonation's cookie ends on every process that hears of it.
     """
     actor = session.actor
     if actor is None or session.user is None:
@@ -145,15 +146,12 @@ def apply_actor(session: Session, user: CheckedUser | None) -> None:
         reason = "had their sessions revoked"
     elif actor.jti is not None and actor.jti in user.revoked_sessions:
         reason = "had their own session revoked"
-    elif actor.version is not None and actor.version > user.session_version:
-        reason = "is older in the store than in the session"
+    elif actor.version != user.session_version:
+        reason = "changed in the store (the impersonation was stopped, or they were)"
     elif user.role != actor.user.role:
         reason = "has another role"
-    if reason is not None or user is None:
+    if reason is not None:
         end_impersonation(session, f"the impersonator {actor.user.id!r} {reason}")
-    elif actor.version != user.session_version:
-        session.actor = replace(actor, version=user.session_version)
-        session.mark_modified()
 
 
 def end_impersonation(session: Session, reason: str) -> None:

@@ -35,6 +35,11 @@ The rules:
 - An impersonation lasts at most ``impersonation_lifetime`` (a middleware option,
   default one hour) from its start, whatever the activity: renewals never slide past
   it, nor past the impersonator's own absolute lifetime.
+- :func:`stop_impersonating` marks the impersonator in the store (a new session
+  version): the impersonation token, and any copy of it, ends everywhere and can never
+  restore the impersonator's session; the token given back is a new one.
+- An impersonation ends when the impersonator's session version changes (a stop, a
+  revocation of one of their sessions).
 - :func:`~asgi_jwt_session.session.logout` signs the impersonator out too.
 
 Every start and stop is logged (logger ``asgi_jwt_session.impersonation``, INFO) and
@@ -48,19 +53,20 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from asgi_jwt_session.apply import CheckedUser, apply_user
+from asgi_jwt_session.apply import CheckedUser, apply_actor, apply_user
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import (
     ImpersonationDenied,
     ImpersonationError,
     NotAuthenticated,
+    UnknownUser,
 )
 from asgi_jwt_session.guards import check, require_admin
 from asgi_jwt_session.roles import RoleHierarchy
@@ -209,17 +215,37 @@ async def impersonate(
     return session
 
 
+def store_of(scope: Scope) -> Any:
+    """The store of the middleware's freshness policy, or ``None``."""
+    context = get_context(scope)
+    return getattr(context.freshness, "store", None) if context is not None else None
+
+
 async def stop_impersonating(
     conn: HTTPConnection | Scope,
+    store: Store | None = None,
     *,
     on_event: ImpersonationHook | None = None,
 ) -> Session:
     """End the impersonation: the impersonator's own session is back (their user,
-    session version, sign-in times and session id; the data is emptied).
+    sign-in times and session id, in a new token with their new session version; the
+    data is emptied).
+
+    Stopping marks the impersonator in ``store`` (default: the middleware's
+    ``Freshness`` store) with a new session version, one statement
+    (``bump_session_version``). The impersonation token carries the version it
+    started with, so the mark ends it, and every copy of it: revalidation refuses it
+    on every process (within the feed's bound, else ``revalidate_after``), and it can
+    never be exchanged for the impersonator's session again. The stop that moves the
+    version one step is the only one that restores; any other (a copy, a race, the
+    impersonator's record changed meanwhile) signs out and raises
+    :class:`~asgi_jwt_session.errors.NotAuthenticated`. Without a store that can
+    mark, stopping signs out too.
 
     Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when nobody is signed
     in, :class:`~asgi_jwt_session.errors.ImpersonationError` (400) when the session
-    is not impersonating anyone.
+    is not impersonating anyone, and the store's
+    :class:`~asgi_jwt_session.errors.StoreUnavailable` (the session is left as it was).
     """
     scope = scope_of(conn)
     user = check(scope, ())
@@ -227,14 +253,36 @@ async def stop_impersonating(
     actor = session.actor
     if actor is None:
         raise refuse("Not impersonating anyone", "not_impersonating")
+    if store is None:
+        store = store_of(scope)
+    bump = getattr(store, "bump_session_version", None)
+    marked: CheckedUser | None = None
+    if callable(bump) and actor.version is not None:
+        try:
+            marked = CheckedUser.coerce(await bump(actor.user.id))
+        except UnknownUser:
+            marked = None
+    elif store is None or not callable(bump):
+        logger.warning("impersonation stopped without a store that can mark it "
+                       "(bump_session_version): signed out instead of restoring")
     session_id = session.jti
+    if marked is not None and actor.version is not None:
+        # Only the stop that moved the version one step restores (a copy, or a race,
+        # sees another number), and only if the impersonator still passes the checks.
+        session.actor = replace(actor, version=actor.version + 1)
+        apply_actor(session, marked)
+    if marked is None or session.user is None:
+        session.logout()
+        await notify(on_event, event("stop", actor.user, user, session_id, scope))
+        raise NotAuthenticated()
     dict.clear(session)
     session.actor = None
     session.user = actor.user
-    session.version = actor.version
+    session.version = marked.session_version
     session.auth_time = actor.auth_time
     session.auth_ms = actor.auth_ms
     session.jti = actor.jti if actor.jti is not None else new_session_id()
+    session.checked_at = int(time.time())
     session.mark_modified()
     await notify(on_event, event("stop", actor.user, user, session_id, scope))
     return session
