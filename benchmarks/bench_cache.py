@@ -151,7 +151,8 @@ def memory_app(cache_size: int) -> Starlette:
         return PlainTextResponse("ok")
 
     return Starlette(routes=[Route("/", whoami), Route("/login/{uid}", sign_in)],
-                     middleware=[Middleware(JWTSessionMiddleware, secret_key="m" * 32,
+                     middleware=[Middleware(JWTSessionMiddleware,
+                                            secret_key="bench-cache-secret-0123456789abcdef",
                                             cache_size=cache_size)])
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import string
 from typing import Any
 
 import pytest
@@ -58,7 +60,7 @@ def test_secret_is_stretched_with_hkdf_under_a_fixed_label() -> None:
 
 def test_str_and_bytes_give_the_same_key() -> None:
     assert Keyring(SECRET).to_jwks() == Keyring(SECRET.encode()).to_jwks()
-    text = "clé-secrète-ünïcode-" * 2
+    text = "clé-secrète-ünïcode-8f3Kq-ümlaut-sèt"
     assert key_bytes(Keyring(text)) == hkdf(text.encode("utf-8"))
 
 
@@ -85,8 +87,29 @@ def test_short_secrets_refused_with_a_clear_error(secret: str | bytes) -> None:
 
 
 def test_secret_length_counts_bytes() -> None:
-    Keyring("é" * 16)  # 16 characters, 32 bytes of UTF-8
-    Keyring(b"\x00" * 32)
+    Keyring("éèêëàâäîïôöûüùçñ")  # 16 characters, 32 bytes of UTF-8
+    Keyring(bytes(range(32)))
+
+
+@pytest.mark.parametrize("secret", [
+    "password" * 4, "x" * 32, b"\x00" * 32, "é" * 16, "changeme-" * 4,
+    "0123456789" * 4, "secret" * 5 + "12", "ab" * 200, "k3Y9qPz7LmW2vR8t" * 2,
+], ids=lambda secret: repr(secret)[:20])
+def test_weak_secrets_refused_with_a_pointer_to_keygen(secret: str | bytes) -> None:
+    # Long enough, but a pattern: they once passed.
+    message = r"secret_key is a pattern, not a random secret.*asgi-jwt-session keygen"
+    with pytest.raises(ValueError, match=message):
+        Keyring(secret)
+    with pytest.raises(ValueError, match=message):
+        JWTSessionMiddleware(Starlette(), [SECRET, secret])
+
+
+def test_random_secrets_pass() -> None:
+    for _ in range(200):
+        Keyring(secrets.token_hex(16))  # 32 hex digits: the fewest different bytes
+        Keyring(secrets.token_urlsafe(32))  # what keygen makes
+        Keyring(secrets.token_bytes(32))
+        Keyring("".join(secrets.choice(string.digits) for _ in range(32)))
 
 
 # -- what secret_key may be -------------------------------------------------------------------

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.anyio
 
 NOW = 1_700_000_000  # the requests' clock (time.time), whole seconds
 SIGNED_IN = NOW - 400
+FAULTS_SECRET = "faults-test-secret-0123456789abcdef-0123"
 
 
 class FakeClock:
@@ -399,9 +400,9 @@ def unavailable_app(outside: bool = False) -> Any:
               WebSocketRoute("/ws", admin_socket)]
     if outside:  # the middleware wraps the whole app
         return JWTSessionMiddleware(Starlette(routes=routes, exception_handlers=exception_handlers),
-                                    secret_key="s" * 40)
+                                    secret_key=FAULTS_SECRET)
     return Starlette(routes=routes, exception_handlers=exception_handlers,
-                     middleware=[Middleware(JWTSessionMiddleware, secret_key="s" * 40)])
+                     middleware=[Middleware(JWTSessionMiddleware, secret_key=FAULTS_SECRET)])
 
 
 @pytest.mark.parametrize("outside", [False, True])
@@ -449,7 +450,7 @@ async def test_a_sqlite_store_connects_in_the_background(
     folder = tmp_path / "not-yet"
     store = RoleStore(f"sqlite:///{folder / 'roles.db'}", connect_retry=0.2)
     app = Starlette(routes=[Route("/me", me), Route("/login", sign_in)],
-                    middleware=[Middleware(JWTSessionMiddleware, secret_key="s" * 40,
+                    middleware=[Middleware(JWTSessionMiddleware, secret_key=FAULTS_SECRET,
                                            freshness=Freshness(store))])
     async with store:  # the documented lifespan: it does not raise
         assert not store.is_connected

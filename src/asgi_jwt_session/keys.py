@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 HKDF_INFO = b"asgi-jwt-session v1 A256GCM content key"
 KEY_BYTES = 32
 MIN_SECRET_BYTES = 32
+# A random 32-byte secret, as text or bytes, has a Lempel-Ziv complexity of 14 or more
+# (hex and digits the lowest); "password" * 4 has 8, "x" * 32 has 2.
+MIN_COMPLEXITY = 12
+CHECKED_BYTES = 256  # patterns show in the first bytes; keeps the check quick
 
 KeyMaterial: TypeAlias = "str | bytes | jwk.JWK | Mapping[str, Any]"
 SecretKey: TypeAlias = "KeyMaterial | Iterable[KeyMaterial] | Keyring"
@@ -26,14 +30,43 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(KEY_BYTES)
 
 
-def derive_key(secret: str | bytes) -> bytes:
-    """Stretch a secret into a 256-bit key with HKDF-SHA256 under a fixed label."""
-    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+def complexity(raw: bytes) -> int:
+    """The Lempel-Ziv (1976) complexity of ``raw``: how many phrases it splits into,
+    each the shortest not seen before. Repeats and runs add few phrases."""
+    phrases = start = 0
+    while start < len(raw):
+        length = 1
+        while start + length <= len(raw) and raw[start:start + length] in raw[:start + length - 1]:
+            length += 1
+        phrases += 1
+        start += length
+    return phrases
+
+
+def is_repeated(raw: bytes) -> bool:
+    """True when ``raw`` is a shorter piece said twice or more (``"abc" * 2``)."""
+    return any(raw[period:] == raw[:-period] for period in range(1, len(raw) // 2 + 1))
+
+
+def check_secret(raw: bytes) -> None:
+    """Refuse a secret too short, or a pattern rather than random bytes."""
     if len(raw) < MIN_SECRET_BYTES:
         raise ValueError(
             f"secret_key is too short ({len(raw)} bytes); use at least {MIN_SECRET_BYTES} "
             "random bytes, e.g. `asgi-jwt-session keygen`"
         )
+    head = raw[:CHECKED_BYTES]
+    if complexity(head) < MIN_COMPLEXITY or is_repeated(head):
+        raise ValueError(
+            "secret_key is a pattern, not a random secret (too few different bytes, or a "
+            "piece repeated): make one with `asgi-jwt-session keygen`"
+        )
+
+
+def derive_key(secret: str | bytes) -> bytes:
+    """Stretch a secret into a 256-bit key with HKDF-SHA256 under a fixed label."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    check_secret(raw)
     from cryptography.hazmat.primitives import hashes  # loaded when a key is made
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
