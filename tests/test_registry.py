@@ -172,7 +172,8 @@ def test_sign_in_writes_a_row_ordinary_requests_query_nothing(store: RoleStore) 
         seed(alice, store, ("alice", "USER"))
         queries = store.queries
         jti = signin(alice)
-        assert store.queries == queries + 3  # the app's get_user; the registry's upsert + prune
+        # the app's get_user; the registry's upsert, prune and cap check
+        assert store.queries == queries + 4
         [(row_id, user_id, user_agent, client, revoked_at)] = rows(store)
         assert (row_id, user_id, revoked_at) == (jti, "alice", None)
         assert user_agent == ("Firefox/130 " + "x" * 300)[:120]  # coarse_device: cut
@@ -260,7 +261,8 @@ def test_revoke_other_sessions_after_a_password_change(store: RoleStore) -> None
         response = post(here, "/change-password")
         assert response.status_code == 200
         assert set_cookies(response, "session")  # this one re-issued: it stays
-        assert store.queries == queries + 2  # revoke the rows, set revoked_at (+ version)
+        # revoke the rows, set revoked_at (+ version), move the kept row's sign-in
+        assert store.queries == queries + 3
 
         assert not signed_in(phone) and not signed_in(tablet)
         assert not signed_in(old)  # one the registry never recorded ends too

@@ -10,7 +10,7 @@ asgi-jwt-session set-role ID ROLE
 asgi-jwt-session revoke ID
 asgi-jwt-session disable ID
 asgi-jwt-session enable ID
-asgi-jwt-session sessions ID [--json]
+asgi-jwt-session sessions ID [--json] [--limit N] [--cursor CURSOR]
 ```
 
 The store commands work on the database of ``--database URL`` (or ``$DATABASE_URL``)
@@ -323,9 +323,13 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
 
 def sessions(args: argparse.Namespace) -> int:
     async def work(store: RoleStore) -> str:
+        from asgi_jwt_session.registry import list_sessions
+
         if await store.get_user(args.id) is None:
             raise UnknownUser(args.id)
-        found = await store.list_sessions(args.id)
+        found = await list_sessions(store, args.id, limit=args.limit, cursor=args.cursor)
+        if found.next_cursor is not None:  # stderr: the JSON on stdout stays a list
+            print(f"more sessions: add --cursor {found.next_cursor}", file=sys.stderr)
         if args.json:
             return orjson.dumps([
                 {"id": s.id, "created_at": s.created_at.isoformat(),
@@ -456,6 +460,10 @@ def make_parser() -> argparse.ArgumentParser:
         "sessions", parents=[store], help="list a user's active sessions (the session registry)")
     parser_sessions.add_argument("id")
     parser_sessions.add_argument("--json", action="store_true", help="as JSON")
+    parser_sessions.add_argument("--limit", type=int, default=20, metavar="N",
+                                 help="sessions a page lists, newest first (1-100, default 20)")
+    parser_sessions.add_argument("--cursor", metavar="CURSOR",
+                                 help="the next page: the cursor the previous page printed")
     parser_sessions.set_defaults(run=sessions, registry_default="user_sessions")
 
     return parser

@@ -230,12 +230,23 @@ class SessionEndpoints:
         session.mark_accessed()
         if session.user is None:
             return error("Not authenticated", 401)
+        from asgi_jwt_session.registry import MAX_PAGE, PAGE_SIZE, list_sessions
+
+        # A page at a time, newest first: ?limit=1..100 (20), ?cursor= the nextCursor.
+        query = request.query_params
+        limit = query.get("limit", str(PAGE_SIZE))
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit[:4]) <= MAX_PAGE):
+            return error(f"limit must be a whole number from 1 to {MAX_PAGE}", 400)
         try:
-            records = await registry.store.list_sessions(session.user.id)
+            page = await list_sessions(registry.store, session.user.id, limit=int(limit),
+                                       cursor=query.get("cursor"))
+        except ValueError:
+            return error("Not a cursor of this list", 400)
         except StoreUnavailable:
             return error("The session store is unavailable; try again later", 503)
-        views = [stored_session_view(record, session.jti) for record in records]
-        return JSONResponse({"sessions": views}, headers=NO_STORE)
+        views = [stored_session_view(record, session.jti) for record in page]
+        return JSONResponse({"sessions": views, "nextCursor": page.next_cursor},
+                            headers=NO_STORE)
 
     async def registry_post(self, request: Request, action: str
                             ) -> tuple[SessionRegistry, Session] | Response:

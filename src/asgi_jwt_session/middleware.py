@@ -179,6 +179,7 @@ class JWTSessionMiddleware:
         self.no_cookie = Seen(name, codec, NO_COOKIE)  # never decoded: no token
         # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
         self.front: LRUCache[bytes, Seen] = LRUCache(min(FRONT_SIZE, config.cache_size))
+        self.warned_insecure = False  # a Secure cookie set over http: logged once
         self.context = SessionContext(config, self.format.writable, freshness)
         self.roles = config.roles
         self.binding = device_binding
@@ -378,6 +379,19 @@ class JWTSessionMiddleware:
                 return Seen(name, codec, read)
         return self.no_cookie
 
+    def warn_insecure(self, scope: Scope, name: str) -> None:
+        """Log, once, that a Secure cookie goes out on a plain-http request."""
+        self.warned_insecure = True
+        server = scope.get("server") or ("", None)
+        logger.warning(
+            "session cookie %s is Secure (https_only=True, SameSite=None, Partitioned or a "
+            "__Secure- name) but is set on a plain-http request (%s://%s%s): a browser does "
+            "not send it back over http, so the user looks signed out. Serve over https; "
+            "behind a proxy that ends TLS, have the server trust its X-Forwarded-Proto "
+            "(uvicorn --proxy-headers --forwarded-allow-ips); for local http, leave "
+            "https_only=None. Logged once.", name, scope.get("scheme", "http"),
+            server[0] or "?", f":{server[1]}" if server[1] else "")
+
     def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
                          renew: bool, initial_session_was_empty: bool,
                          decoded: Decoded | None = None) -> list[str]:
@@ -404,6 +418,8 @@ class JWTSessionMiddleware:
             _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
         if empty:  # cleared, or a cookie we could not read: expire every chunk it had
             return cookie.delete_all(carried, secure=secure)
+        if secure and not self.warned_insecure and scope.get("scheme") not in ("https", "wss"):
+            self.warn_insecure(scope, name)
         now = int(time.time())
         if session.auth_time is None and session.user is None:
             # An anonymous session's absolute lifetime counts from its first cookie. A

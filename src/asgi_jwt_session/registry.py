@@ -5,7 +5,7 @@
     store = RoleStore(DATABASE_URL, sessions_table="user_sessions")
     freshness = Freshness(store, feed=feed, registry=SessionRegistry(store))
 
-    await list_sessions(store, "alice")  # her sessions, the last renewed first
+    await list_sessions(store, "alice")  # her sessions, the last renewed first (a page)
     await revoke_session(store, session_id)  # that device is signed out
     await revoke_other_sessions(request)  # after a password change: all but this one
     await revoke_all_sessions(store)  # an incident: everyone, everywhere
@@ -26,13 +26,14 @@ network, never its address (IPv4 /24, IPv6 /48). See docs/session-management.md.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import anyio
 from starlette.requests import HTTPConnection
@@ -46,6 +47,7 @@ from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
 
 __all__ = [
     "Device",
+    "SessionPage",
     "SessionRegistry",
     "client_prefix",
     "coarse_device",
@@ -65,6 +67,10 @@ MAX_USER_AGENT = 200  # characters the registry keeps of what ``device`` returns
 MAX_CLIENT = 64
 COARSE_USER_AGENT = 120  # what coarse_device keeps of the User-Agent header
 DEFAULT_TIMEOUT = 5.0
+PAGE_SIZE = 20  # sessions a page lists by default
+MAX_PAGE = 100  # and at most
+MAX_CURSOR = 200  # characters of a cursor
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Device = tuple[str | None, str | None]
 """What ``device(scope)`` returns: ``(user agent, client)``, either ``None``."""
@@ -202,7 +208,9 @@ class SessionRegistry:
         if self.device is not None:
             user_agent, client = self.device(scope)
         return StoredSession(
-            id=jti, user_id=user_id, created_at=utc(auth_time), renewed_at=utc(now),
+            # Sign-in to the millisecond where known: the cap ends sessions by it.
+            id=jti, user_id=user_id, renewed_at=utc(now),
+            created_at=utc(auth_time if session.auth_ms is None else session.auth_ms / 1000),
             expires_at=utc(expires_at), ends_at=utc(max(auth_time + lifetime, expires_at)),
             user_agent=clean(user_agent, MAX_USER_AGENT), client=clean(client, MAX_CLIENT),
             device_bound=session.cnf is not None,
@@ -217,9 +225,50 @@ def registry_of(conn: HTTPConnection | Scope) -> SessionRegistry | None:
     return registry if isinstance(registry, SessionRegistry) else None
 
 
-async def list_sessions(store: SessionStore, user_id: str) -> list[StoredSession]:
-    """The user's sessions neither revoked nor expired, the last renewed first."""
-    return await store.list_sessions(user_id)
+class SessionPage(list[StoredSession]):
+    """One page of a user's sessions (a list), with ``next_cursor``: the ``cursor``
+    that gives the next page (``None``: this is the last)."""
+
+    next_cursor: str | None = None
+
+
+def session_cursor(stored: StoredSession) -> str:
+    """The cursor of the page that follows ``stored`` (the last row of a page)."""
+    micros = (stored.renewed_at - EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}:{stored.id}".encode()).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    """``(renewed_at, id)`` of a cursor :func:`session_cursor` made; ``ValueError``
+    for anything else."""
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR:
+        raise ValueError("not a session cursor")
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a session cursor") from None
+    micros, colon, session_id = text.partition(":")
+    if not (colon and micros.isascii() and micros.isdigit() and len(micros) <= 17
+            and SESSION_ID.fullmatch(session_id)):
+        raise ValueError("not a session cursor")
+    return EPOCH + timedelta(microseconds=int(micros)), session_id
+
+
+async def list_sessions(store: SessionStore, user_id: str, *, limit: int = PAGE_SIZE,
+                        cursor: str | None = None) -> SessionPage:
+    """The user's sessions neither revoked nor expired, the last renewed first, a page
+    at a time: at most ``limit`` (1 to 100, default 20); ``cursor``, the previous
+    page's ``next_cursor``, gives the next. One bounded query. A user has at most the
+    store's ``max_sessions_per_user`` of them. ``ValueError`` for a bad ``limit`` or
+    ``cursor``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}")
+    before = parse_cursor(cursor) if cursor is not None else None
+    rows = await store.list_sessions(user_id, limit=limit + 1, before=before)
+    page = SessionPage(rows[:limit])
+    if len(rows) > limit:
+        page.next_cursor = session_cursor(page[-1])
+    return page
 
 
 async def revoke_session(store: SessionStore, session_id: str) -> bool:

@@ -10,6 +10,7 @@
  * With a session registry on the server:
  *   const sessions = await asgiJwtSession.listSessions();  // [{id, created, renewed, expires,
  *                                                          //   userAgent, client, current}]
+ *   await asgiJwtSession.listSessions({cursor: sessions.nextCursor});  // the next page
  *   await asgiJwtSession.revokeSession(sessions[1].id);     // sign that device out
  *   await asgiJwtSession.revokeOtherSessions();             // every device but this one
  *
@@ -108,12 +109,22 @@
   }
 
   /** This user's signed-in sessions (the server's session registry), the last renewed
-   *  first; `current` marks this one. Rejects with error.status 401 when signed out,
-   *  404 when the server keeps no registry. */
-  async function listSessions() {
-    const response = await send("GET", "/sessions");
+   *  first, a page at a time: `{limit}` (1 to 100, 20 by default) and `{cursor}` (the
+   *  previous page's `nextCursor`). Resolves to an array of sessions whose `nextCursor`
+   *  gives the next page (null: the last); `current` marks this one. Rejects with
+   *  error.status 401 when signed out, 404 when the server keeps no registry, 400 for
+   *  a bad limit or cursor. */
+  async function listSessions({ cursor = null, limit = null } = {}) {
+    const query = [];
+    if (cursor !== null) query.push(`cursor=${encodeURIComponent(cursor)}`);
+    if (limit !== null) query.push(`limit=${encodeURIComponent(String(limit))}`);
+    const suffix = query.length ? `?${query.join("&")}` : "";
+    const response = await send("GET", `/sessions${suffix}`);
     if (!response.ok) throw httpError(response);
-    return (await response.json()).sessions;
+    const data = await response.json();
+    const sessions = data.sessions;
+    sessions.nextCursor = data.nextCursor || null;
+    return sessions;
   }
 
   /** Sign one session out, on every device and server. Revoking this one signs this

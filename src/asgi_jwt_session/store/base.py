@@ -114,8 +114,12 @@ class SessionStore(Store, Protocol):
         this id and user; a revoked row stays revoked. ``first`` (a new session id):
         also delete this user's rows past their ``ends_at``."""
 
-    async def list_sessions(self, user_id: str) -> list[StoredSession]:
-        """The user's sessions neither revoked nor expired, newest renewal first."""
+    async def list_sessions(self, user_id: str, *, limit: int = 1000,
+                            before: tuple[datetime, str] | None = None
+                            ) -> list[StoredSession]:
+        """The user's sessions neither revoked nor expired, newest renewal first (then
+        by id, descending): at most ``limit``, and only those after ``before`` (the
+        ``(renewed_at, id)`` of the previous page's last row) when given."""
 
     async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Revoke one session (only if it is ``user_id``'s, when given); ``False``

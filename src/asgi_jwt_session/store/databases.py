@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -62,6 +63,10 @@ MIN_RETRY = 0.1  # seconds before the first background connect attempt; doubles 
 # The session registry's rows are deleted this long after their session's absolute end
 # (clock skew, leeway), when their user next signs in.
 PRUNE_MARGIN = timedelta(hours=1)
+MAX_SESSIONS_PER_USER = 50  # live registry rows a user may have; a new sign-in ends the oldest
+MAX_LIST = 1000  # rows one list_sessions call may ask for
+# SQLAlchemy's SQLite DateTime text, for a time bound into a precompiled query.
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client",
                    "device_bound")
 
@@ -181,6 +186,11 @@ class RoleStore:
     also reads the user's revoked session ids (a subquery on an index, still one
     query), and the registry methods (:meth:`record_session`, :meth:`list_sessions`,
     :meth:`revoke_session`, ...) work; see :mod:`asgi_jwt_session.registry`.
+    ``max_sessions_per_user`` (50; ``None``: no cap) bounds the user's sessions the
+    registry holds: a sign-in past it ends the user's sessions signed in longest ago,
+    as :meth:`revoke_sessions` ends sessions signed in before a time. Every registry
+    statement reads a bounded number of rows, whatever the table holds (indexes, see
+    :meth:`create_tables`).
     """
 
     def __init__(
@@ -193,7 +203,12 @@ class RoleStore:
         connect_retry: float | None = 1.0,
         connect_timeout: float = 5.0,
         sessions_table: str | None = None,
+        max_sessions_per_user: int | None = MAX_SESSIONS_PER_USER,
     ) -> None:
+        cap = max_sessions_per_user
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError("max_sessions_per_user must be a positive int, or None")
+        self.max_sessions_per_user = max_sessions_per_user
         if connect_retry is not None and connect_retry <= 0:
             raise ValueError("connect_retry must be positive, or None")
         if connect_timeout <= 0:
@@ -229,8 +244,15 @@ class RoleStore:
             separator: Any = sa.literal_column("' '")
             revoked = sa.select(sa.func.string_agg(s.id, separator) if self.is_postgres
                                 else sa.func.group_concat(s.id, separator))
-            query = query.add_columns(
-                revoked.where(s.user_id == c.id, s.revoked_at.is_not(None)).scalar_subquery())
+            # Only the rows that matter, read on an index: revoked after the user's
+            # revoked_at (which ends every session signed in before it, so a "sign out
+            # everywhere" or the cap adds no id here) and not past their session's end.
+            now: Any = (sa.func.now() if self.is_postgres
+                        else sa.bindparam("now", type_=sa.Text))
+            condition = [s.user_id == c.id, s.revoked_at.is_not(None), s.ends_at > now]
+            if "revoked_at" in c:
+                condition.append(c.revoked_at.is_(None) | (s.revoked_at > c.revoked_at))
+            query = query.add_columns(revoked.where(*condition).scalar_subquery())
         query = query.where(c.id == sa.bindparam("user_id", type_=sa.Text))
         self._get_user_query = sa.text(str(query.compile(dialect=dialect)))
         self.queries = 0
@@ -288,6 +310,7 @@ class RoleStore:
     @staticmethod
     def _make_sessions_table(name: str, users: sa.Table) -> sa.Table:
         time = sa.DateTime(timezone=True)
+        prefix = _identifier(name)[:40]
         return sa.Table(
             _identifier(name),
             users.metadata,
@@ -301,6 +324,10 @@ class RoleStore:
             sa.Column("client", sa.Text, nullable=True),
             sa.Column("revoked_at", time, nullable=True),
             sa.Column("device_bound", sa.Boolean, nullable=False, server_default=sa.false()),
+            # Listing (live rows, newest first), the cap and the revoked ids: a user's
+            # rows by revocation, then renewal. Pruning: a user's rows by their end.
+            sa.Index(f"ix_{prefix}_user_revoked", "user_id", "revoked_at", "renewed_at"),
+            sa.Index(f"ix_{prefix}_user_ends", "user_id", "ends_at"),
             schema=users.schema,
         )
 
@@ -541,9 +568,13 @@ class RoleStore:
     # Schema and seeding
 
     async def create_tables(self) -> None:
-        """Create the table and its ``updated_at`` index if they do not exist.
+        """Create the table and its ``updated_at`` index if they do not exist, and the
+        session registry's table and indexes.
 
-        An existing table is left as it is: a table made before ``revoked_at`` existed
+        Indexes missing from an existing table are added (the registry's, which keep
+        its statements bounded, came in a later release: run this, or ``asgi-jwt-session
+        db init``, once after upgrading). Columns are left as they are: a table made
+        before ``revoked_at`` existed
         needs ``ALTER TABLE ... ADD COLUMN revoked_at`` (a nullable timestamp), or
         ``columns={"revoked_at": None}``.
         """
@@ -586,7 +617,10 @@ class RoleStore:
         cannot store (a NUL on PostgreSQL, a lone surrogate) is no user's."""
         if not self.can_store(user_id):
             return None
-        row = await self._fetch_one(self._get_user_query.bindparams(user_id=user_id))
+        query = self._get_user_query.bindparams(user_id=user_id)
+        if self.sessions is not None and not self.is_postgres:
+            query = query.bindparams(now=datetime.now(UTC).strftime(SQLITE_TIME))
+        row = await self._fetch_one(query)
         if row is None:
             return None
         return self._user(row, row[len(self._selected)] if self.sessions is not None else None)
@@ -726,16 +760,68 @@ class RoleStore:
             horizon = self._time(session.renewed_at - PRUNE_MARGIN)
             await self._execute(sessions.delete().where(s.user_id == session.user_id,
                                                         s.ends_at < horizon))
+            if self.max_sessions_per_user is not None:
+                await self.end_oldest_sessions(session.user_id, self.max_sessions_per_user)
 
-    async def list_sessions(self, user_id: str) -> list[StoredSession]:
-        """The user's sessions neither revoked nor expired, the last renewed first."""
+    async def end_oldest_sessions(self, user_id: str, keep: int) -> datetime | None:
+        """End the user's sessions but the ``keep`` signed in last; returns the time
+        sessions signed in at or before it ended (``None``: no more than ``keep``).
+
+        One statement finds the newest sign-in past the ``keep`` newest unrevoked rows
+        (a bounded read: a user never holds many more than ``keep`` of them). When there
+        is one, the user's ``revoked_at`` moves up to it, as :meth:`revoke_sessions`
+        would have set it then (so sessions the registry never recorded end too, and
+        the revoked ids revalidation reads stay few), the rows are marked revoked, and
+        the session version is bumped: two more statements. Without a ``revoked_at``
+        column only the rows are revoked.
+        """
         sessions = self._registry()
         s = sessions.c
         if not self.can_store(user_id):
+            raise UnknownUser(user_id)
+        oldest = (sa.select(s.created_at)
+                  .where(s.user_id == user_id, s.revoked_at.is_(None))
+                  .order_by(s.created_at.desc(), s.id.desc())
+                  .limit(1).offset(keep))
+        row = await self._fetch_one(oldest)
+        if row is None:
+            return None
+        # Sign-in times are the app's clock to the millisecond: a millisecond more keeps
+        # the float comparison of revalidation on the side of ending them.
+        until = _utc(row[0]) + timedelta(milliseconds=1)
+        await self._execute(sessions.update()
+                            .where(s.user_id == user_id, s.revoked_at.is_(None),
+                                   s.created_at <= self._time(until))
+                            .values(revoked_at=self._time(until)))
+        c = self.table.c
+        values: dict[str, Any] = {}
+        if "revoked_at" in c:
+            later = self._when(until)
+            values["revoked_at"] = sa.case(
+                (c.revoked_at.is_(None) | (c.revoked_at < later), later), else_=c.revoked_at)
+        with suppress(UnknownUser):  # rows of a user since deleted
+            await self._update(user_id, values)
+        return until
+
+    async def list_sessions(self, user_id: str, *, limit: int = MAX_LIST,
+                            before: tuple[datetime, str] | None = None) -> list[StoredSession]:
+        """The user's sessions neither revoked nor expired, the last renewed first: at
+        most ``limit`` (1 to 1000) of them, those that come after ``before`` (the
+        ``(renewed_at, id)`` of the last row of the previous page) when given."""
+        sessions = self._registry()
+        s = sessions.c
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+            raise ValueError(f"limit must be an int from 1 to {MAX_LIST}")
+        if not self.can_store(user_id) or (before is not None and not self.can_store(before[1])):
             return []
         query = (sa.select(sessions)
                  .where(s.user_id == user_id, s.revoked_at.is_(None), s.expires_at > self._now())
-                 .order_by(s.renewed_at.desc(), s.id))
+                 .order_by(s.renewed_at.desc(), s.id.desc())
+                 .limit(limit))
+        if before is not None:
+            renewed = self._time(before[0])
+            query = query.where((s.renewed_at < renewed)
+                                | ((s.renewed_at == renewed) & (s.id < before[1])))
         return [self._session(row) for row in await self._fetch_all(query)]
 
     async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
@@ -763,8 +849,10 @@ class RoleStore:
     async def revoke_other_sessions(self, user_id: str, keep: str) -> StoredUser:
         """Revoke the user's rows but ``keep`` and set the user's ``revoked_at`` to now
         (without that column, only the rows: sessions the registry never recorded stay);
-        bumps the session version. Two statements; the caller moves the kept session's
-        sign-in past ``revoked_at`` (:func:`~asgi_jwt_session.registry.revoke_other_sessions`).
+        bumps the session version. Two statements, and a third that moves the kept row's
+        sign-in past ``revoked_at``, as the caller moves the session's own
+        (:func:`~asgi_jwt_session.registry.revoke_other_sessions`), so the cap
+        (``max_sessions_per_user``) orders it by that.
         """
         sessions = self._registry()
         s = sessions.c
@@ -777,7 +865,14 @@ class RoleStore:
                             .where(s.user_id == user_id, s.id != keep, s.revoked_at.is_(None))
                             .values(revoked_at=now))
         values = {"revoked_at": now} if "revoked_at" in self.table.c else {}
-        return await self._update(user_id, values, now)
+        user = await self._update(user_id, values, now)
+        if user.revoked_at is not None and keep:
+            moved = math.floor(user.revoked_at.timestamp() * 1000) + 1
+            await self._execute(sessions.update()
+                                .where(s.id == keep, s.user_id == user_id)
+                                .values(created_at=self._time(
+                                    datetime.fromtimestamp(moved / 1000, UTC))))
+        return user
 
     async def revoke_all_sessions(self) -> int:
         """End every session of every user: ``revoked_at`` of every user set to now and
