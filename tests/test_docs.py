@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +44,11 @@ def page_id(page: Path) -> str:
 
 
 def run_page(page: Path) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
+    # A module of its own in sys.modules: frameworks (Litestar) resolve a handler's
+    # annotations through its __module__.
+    module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
+    namespace: dict[str, Any] = module.__dict__
+    sys.modules[module.__name__] = module
     with asyncio.Runner() as runner, made_middlewares() as made:
         for block in python_blocks(page):
             code = compile("\n" * (block.line) + block.source, str(page), "exec",
@@ -61,6 +66,7 @@ def run_page(page: Path) -> dict[str, Any]:
             for value in list(namespace.values()):
                 if isinstance(value, RoleStore) and value.is_connected:
                     runner.run(value.disconnect())
+            sys.modules.pop(module.__name__, None)
     return namespace
 
 

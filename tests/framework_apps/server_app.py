@@ -10,7 +10,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from asgi_jwt_session import JWTSessionMiddleware, auth, login, logout
 from tests.framework_apps import SECRET
@@ -52,9 +53,16 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+async def socket(websocket: WebSocket) -> None:
+    websocket.session["socket"] = True  # a cookie to set with websocket.accept
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
 app = Starlette(
     routes=[Route("/login", sign_in), Route("/me", me, methods=["GET", "HEAD"]),
             Route("/logout", sign_out, methods=["POST"]), Route("/big", big, methods=["POST"]),
-            Route("/stream", stream)],
+            Route("/stream", stream), WebSocketRoute("/ws", socket)],
     middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET)],
 )
