@@ -32,7 +32,7 @@ from asgi_jwt_session.authjs import AuthJSFormat
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.errors import NotAuthenticated, StoreUnavailable
 from asgi_jwt_session.freshness import Freshness
-from asgi_jwt_session.impersonation import impersonate
+from asgi_jwt_session.impersonation import ImpersonationEvent, impersonate
 from asgi_jwt_session.registry import (
     SessionRegistry,
     client_prefix,
@@ -320,6 +320,41 @@ def test_signing_out_an_impersonation_ends_the_impersonators_session(store: Role
         assert post(admin, "/auth/signout").status_code == 200
         assert not signed_in(thief)
         assert [row[4] is not None for row in rows(store) if row[0] == own] == [True]
+
+
+def test_managing_sessions_is_refused_while_impersonating(store: RoleStore) -> None:
+    with devices(registry_app(store), 2) as [admin, alice]:
+        seed(admin, store, ("root", "ADMIN"), ("alice", "USER"))
+        signin(admin, "root")
+        phone = signin(alice)
+        assert post(admin, "/view-as?user=alice").status_code == 200
+        for response in (admin.get("/auth/sessions"),
+                         post(admin, f"/auth/sessions/{phone}/revoke"),
+                         post(admin, "/auth/sessions/revoke-others"),
+                         post(admin, "/change-password")):  # revoke_other_sessions()
+            assert response.status_code == 403, response.text
+            assert response.json()["reason"] == "impersonating"
+        assert signed_in(alice) and admin.get("/whoami").json()["actor"] == "root"
+
+
+def test_an_app_may_allow_it_with_an_audit_record(store: RoleStore) -> None:
+    events: list[ImpersonationEvent] = []
+    registry = SessionRegistry(store, allow_impersonation=True, on_event=events.append)
+    with devices(registry_app(store, registry=registry), 3) as [admin, alice, tablet]:
+        seed(admin, store, ("root", "ADMIN"), ("alice", "USER"))
+        signin(admin, "root")
+        phone = signin(alice)
+        signin(tablet)
+        assert post(admin, "/view-as?user=alice").status_code == 200
+        assert len(admin.get("/auth/sessions").json()["sessions"]) == 2
+        assert post(admin, f"/auth/sessions/{phone}/revoke").status_code == 200
+        assert post(admin, "/auth/sessions/revoke-others").status_code == 200
+        assert not signed_in(alice) and not signed_in(tablet)
+        assert [(event.action, event.target) for event in events] == [
+            ("list_sessions", None), ("revoke_session", phone),
+            ("revoke_other_sessions", None)]
+        assert {(event.actor.id, event.user.id) for event in events} == {("root", "alice")}
+        assert all(event.scope["path"].startswith("/auth/sessions") for event in events)
 
 
 def test_revoking_the_current_session_signs_out_here(store: RoleStore) -> None:

@@ -29,6 +29,10 @@ store cannot be reached):
 - ``POST /auth/sessions/revoke-others``: signs out every other session of the user
   and re-issues this one (:func:`~asgi_jwt_session.registry.revoke_other_sessions`).
 
+While an admin impersonates the user, these answer 403 ``{"detail", "reason":
+"impersonating"}`` unless ``SessionRegistry(..., allow_impersonation=True)``; then
+each goes to the registry's ``on_event`` (an audit record).
+
 The POSTs are CSRF-checked (see :mod:`asgi_jwt_session.csrf`). When the middleware
 only reads the cookie (``AuthJSFormat()`` without ``write=True``), they answer 409:
 Auth.js owns that cookie.
@@ -230,6 +234,7 @@ class SessionEndpoints:
         session.mark_accessed()
         if session.user is None:
             return error("Not authenticated", 401)
+        await registry.acting(request, "list_sessions")  # refused while impersonating
         from asgi_jwt_session.registry import MAX_PAGE, PAGE_SIZE, list_sessions
 
         # A page at a time, newest first: ?limit=1..100 (20), ?cursor= the nextCursor.
@@ -273,6 +278,7 @@ class SessionEndpoints:
         from asgi_jwt_session.registry import SESSION_ID
 
         session_id = request.path_params["session_id"]
+        await registry.acting(request, "revoke_session", session_id)
         if not SESSION_ID.fullmatch(session_id):
             return error(NO_SESSION, 404)
         try:

@@ -89,20 +89,26 @@ DEFAULT_ROLES = RoleHierarchy()
 
 @dataclass(frozen=True, slots=True)
 class ImpersonationEvent:
-    """An impersonation started or stopped: what an audit log records.
+    """An impersonation started or stopped, or the impersonator managed the user's
+    sessions (when the session registry allows it): what an audit log records.
 
     ``actor`` is the impersonator, ``user`` the impersonated user, ``at`` the time
     (UTC), ``session_id`` the impersonation's own session id (``jti``), ``scope`` the
-    request's ASGI scope (for its client address, path, headers).
+    request's ASGI scope (for its client address, path, headers), ``target`` the
+    session a ``"revoke_session"`` ends.
     """
 
-    action: Literal["start", "stop"]
+    action: Action
     actor: SessionUser
     user: SessionUser
     at: datetime
     session_id: str | None
     scope: Scope
+    target: str | None = None
 
+
+Action = Literal["start", "stop", "list_sessions", "revoke_session", "revoke_other_sessions"]
+"""What an :class:`ImpersonationEvent` records."""
 
 ImpersonationHook = Callable[[ImpersonationEvent], Awaitable[None] | None]
 """Called with every :class:`ImpersonationEvent`; a coroutine function is awaited."""
@@ -128,21 +134,22 @@ def refuse(detail: str, reason: str) -> ImpersonationError:
 
 
 async def notify(on_event: ImpersonationHook | None, event: ImpersonationEvent) -> None:
-    logger.info("impersonation %s: %r as %r (session %s)", event.action, event.actor.id,
-                event.user.id, event.session_id)
+    logger.info("impersonation %s: %r as %r (session %s)%s", event.action, event.actor.id,
+                event.user.id, event.session_id,
+                f": {event.target}" if event.target is not None else "")
     if on_event is not None:
         result = on_event(event)
         if inspect.isawaitable(result):
             await result
 
 
-def event(action: Literal["start", "stop"], actor: SessionUser, user: SessionUser,
-          session_id: str | None, scope: Scope) -> ImpersonationEvent:
+def event(action: Action, actor: SessionUser, user: SessionUser, session_id: str | None,
+          scope: Scope, target: str | None = None) -> ImpersonationEvent:
     # The users as the app knows them, without the actor link (plain, comparable).
     actor = SessionUser.from_json(actor.id, actor.role, actor.claims_json)
     user = SessionUser.from_json(user.id, user.role, user.claims_json)
     return ImpersonationEvent(action, actor, user, datetime.fromtimestamp(time.time(), UTC),
-                              session_id, scope)
+                              session_id, scope, target)
 
 
 async def impersonate(

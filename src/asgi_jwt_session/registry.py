@@ -41,7 +41,9 @@ from starlette.types import Scope
 
 from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
+from asgi_jwt_session.errors import ImpersonationDenied
 from asgi_jwt_session.guards import check
+from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify
 from asgi_jwt_session.session import Actor, Session, get_session, new_session_id
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
 
@@ -134,11 +136,19 @@ class SessionRegistry:
     - ``timeout``: seconds a write may take; a write that fails or takes longer is
       logged (a warning) and the sign-in goes on without its row.
 
+    - ``allow_impersonation``: while an admin impersonates a user, listing and ending
+      the user's sessions (the endpoints, :func:`revoke_other_sessions`) is refused
+      (:class:`~asgi_jwt_session.errors.ImpersonationDenied`, 403, reason
+      ``"impersonating"``) unless this is ``True``; then each such action is given to
+      ``on_event`` (an :class:`~asgi_jwt_session.impersonation.ImpersonationEvent`),
+      for the audit log.
+
     ``recorded`` and ``failed`` count the writes.
     """
 
     def __init__(self, store: SessionStore, *, device: Callable[[Scope], Device] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, allow_impersonation: bool = False,
+                 on_event: ImpersonationHook | None = None) -> None:
         if not callable(getattr(store, "record_session", None)):
             raise TypeError("SessionRegistry needs a store with a session registry "
                             "(RoleStore(..., sessions_table='user_sessions'))")
@@ -146,6 +156,8 @@ class SessionRegistry:
             raise ValueError("timeout must be positive")
         self.store = store
         self.device = device
+        self.allow_impersonation = allow_impersonation
+        self.on_event = on_event
         self.timeout = timeout
         self.recorded = 0
         self.failed = 0
@@ -197,6 +209,21 @@ class SessionRegistry:
                 self.failed += 1
                 logger.warning("session registry: sign-out of %r not recorded, a copy of "
                                "its cookie stays valid: %s", owner, reason(exc, self.timeout))
+
+    async def acting(self, conn: HTTPConnection | Scope, action: Action,
+                     target: str | None = None) -> None:
+        """Before an ``action`` on the signed-in user's sessions: during an
+        impersonation, refuse it unless ``allow_impersonation``, and give it to
+        ``on_event`` when allowed. Nothing happens otherwise."""
+        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+        session = get_session(scope)
+        actor, user = session.actor, session.user
+        if actor is None or user is None:
+            return
+        if not self.allow_impersonation:
+            raise ImpersonationDenied("Not while impersonating a user: stop first",
+                                      reason="impersonating")
+        await notify(self.on_event, event(action, actor.user, user, session.jti, scope, target))
 
     def record(self, scope: Scope, session: Session, jti: str, user_id: str) -> StoredSession:
         now = time.time()
@@ -295,8 +322,10 @@ async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
     is set, as :func:`~asgi_jwt_session.store.revoke_sessions` does), and this one is
     re-issued with its sign-in moved just past it, with the user's new session version.
     Two statements. Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when
-    nobody is signed in, ``RuntimeError`` without a registry or when the middleware
-    cannot write the cookie (Auth.js's, read-only), and the store's errors
+    nobody is signed in, :class:`~asgi_jwt_session.errors.ImpersonationDenied` while
+    impersonating (unless the registry allows it), ``RuntimeError`` without a registry
+    or when the middleware cannot write the cookie (Auth.js's, read-only), and the
+    store's errors
     (:class:`~asgi_jwt_session.errors.StoreUnavailable`).
     """
     user = check(conn, ())
@@ -305,6 +334,7 @@ async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
     if registry is None:
         raise RuntimeError("no session registry: give the middleware "
                            "freshness=Freshness(store, registry=SessionRegistry(store))")
+    await registry.acting(conn, "revoke_other_sessions")
     context = get_context(conn)
     if context is None or not context.writable:
         raise RuntimeError("the session cookie is read-only here: this session cannot stay "
