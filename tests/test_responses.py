@@ -309,7 +309,39 @@ def test_middleware_wrapping_the_app_from_outside(client_for: Client, wrap: str)
     with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
         with client.websocket_connect("/ws"):
             pass  # pragma: no cover
-    assert closed.value.code == 4401
+    assert closed.value.status_code == 401  # the server's denial response
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("extensions", [{}, {"websocket.http.response": {}}])
+async def test_websocket_refusal_with_and_without_the_denial_response(
+        extensions: dict[str, object]) -> None:
+    # A close before accept reaches real clients as a bare HTTP 403: a server with the
+    # denial response extension answers 401 JSON, one without accepts and closes.
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "root_path": "",
+             "query_string": b"", "headers": [], "scheme": "ws", "subprotocols": [],
+             "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+             "asgi": {"version": "3.0"}, "extensions": extensions}
+    await JWTSessionMiddleware(make_app(*ROUTES), secret_key=SECRET)(scope, receive, send)
+    if extensions:
+        start, body = messages
+        assert start["type"] == "websocket.http.response.start" and start["status"] == 401
+        assert (b"content-type", b"application/json") in start["headers"]
+        assert body == {"type": "websocket.http.response.body",
+                        "body": b'{"detail":"Not authenticated"}'}
+    else:
+        accept, close = messages
+        assert accept["type"] == "websocket.accept"
+        assert close == {"type": "websocket.close", "code": 4401,
+                         "reason": "Not authenticated"}
 
 
 def test_wrapping_from_outside_without_the_handlers_warns(
@@ -355,7 +387,7 @@ def test_mounted_sub_application_with_the_handler(client_for: Client) -> None:
     with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
         with client.websocket_connect("/sub/ws"):
             pass  # pragma: no cover
-    assert closed.value.code == 4401
+    assert closed.value.status_code == 401  # the server's denial response
 
 
 def test_auth_errors() -> None:

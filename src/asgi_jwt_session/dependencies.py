@@ -22,7 +22,8 @@ async def me(user: CurrentUser) -> dict[str, str]:
   :func:`RequireRole`, :func:`RequireLogin`, :func:`RequireAdmin` and
   :func:`RequireFreshLogin` for ``Annotated[SessionUser, RequireRole(Role.ORG_ADMIN)]``.
   Not signed in, or without the role, the request is answered as the guards answer it
-  (401 JSON or a login redirect, 403; a websocket is closed with 4401 / 4403).
+  (401 JSON or a login redirect, 403; a websocket is refused with 401 / 403, or
+  closed with 4401 / 4403 where the server has no websocket denial response).
 - The guards declare the session cookie as an OpenAPI security scheme
   (:class:`SessionCookie`), so Swagger UI shows a lock; :class:`SessionRoute` adds
   their 401/403 answers to each operation's responses.

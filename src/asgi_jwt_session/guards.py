@@ -3,7 +3,8 @@
 The guards raise :class:`~asgi_jwt_session.errors.NotAuthenticated` (or its
 :class:`~asgi_jwt_session.errors.ReauthenticationRequired`) or
 :class:`~asgi_jwt_session.errors.PermissionDenied`; the middleware turns them into a
-login redirect, 401, 403 or a websocket close (4401 / 4403) with
+login redirect, 401, 403 or a websocket refusal (401 / 403, or a close with 4401 /
+4403) with
 :func:`~asgi_jwt_session.responses.auth_error_response`.
 """
 

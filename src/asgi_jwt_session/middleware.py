@@ -107,7 +107,8 @@ class JWTSessionMiddleware:
     session cookies bound to the browser's device key, DBSC).
 
     It also fills ``request.user`` / ``request.auth`` for Starlette's ``@requires``, and
-    answers the guards' ``AuthError`` (login redirect, 401, 403, websocket 4401/4403).
+    answers the guards' ``AuthError`` (login redirect, 401, 403; a websocket is refused
+    with 401 / 403, or closed with 4401 / 4403).
     """
 
     def __init__(

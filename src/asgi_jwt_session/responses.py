@@ -1,5 +1,10 @@
-"""HTTP answers for the guards: login redirect, 401/403 (HTML or JSON), websocket close;
-and 503 with ``Retry-After`` for a role store that cannot be reached.
+"""HTTP answers for the guards: login redirect, 401/403 (HTML or JSON), websocket
+refusals; and 503 with ``Retry-After`` for a role store that cannot be reached.
+
+A websocket refused before it was accepted gets an HTTP answer (401 / 403 JSON) where
+the server supports the ASGI websocket denial response, else it is accepted and closed
+at once with the code (4401 / 4403): a server turns a close before accept into a plain
+HTTP 403, which would tell a client nothing.
 
 Also the content negotiation behind them (:func:`prefers_html`) and :func:`safe_next`,
 the check a login page uses before it sends the browser on.
@@ -21,6 +26,7 @@ any app that calls the store, however the middleware is installed.
 from __future__ import annotations
 
 import html
+import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -29,8 +35,8 @@ from urllib.parse import quote, urlencode
 
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Scope
-from starlette.websockets import WebSocket, WebSocketClose
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
 
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import (
@@ -41,6 +47,7 @@ from asgi_jwt_session.errors import (
 )
 
 __all__ = [
+    "WebSocketRefusal",
     "auth_error_response",
     "exception_handlers",
     "handle_auth_error",
@@ -142,14 +149,56 @@ ERROR_PAGE = """<!doctype html>
 """
 
 
+class WebSocketRefusal:
+    """Refuses a websocket that was not accepted yet, so that a real client sees why.
+
+    Where the server supports the ASGI websocket denial response
+    (``"websocket.http.response"`` in ``scope["extensions"]``) the handshake is answered
+    with an HTTP ``status_code`` and ``body`` as JSON; otherwise the websocket is
+    accepted and closed at once with ``close_code`` and ``reason``.
+    """
+
+    def __init__(self, status_code: int, close_code: int, body: Mapping[str, str],
+                 reason: str = "") -> None:
+        self.status_code = status_code
+        self.close_code = close_code
+        self.body = json.dumps(body, separators=(",", ":")).encode()
+        # A close frame carries at most 123 bytes of reason.
+        self.reason = reason.encode()[:123].decode(errors="ignore")
+
+    def messages(self, scope: Scope) -> list[Message]:
+        """What to send: the denial response, or an accept and a close."""
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(self.body)).encode())]
+            return [{"type": "websocket.http.response.start", "status": self.status_code,
+                     "headers": headers},
+                    {"type": "websocket.http.response.body", "body": self.body}]
+        return [{"type": "websocket.accept"},
+                {"type": "websocket.close", "code": self.close_code, "reason": self.reason}]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for message in self.messages(scope):
+            await send(message)
+
+
+def error_body(exc: AuthError) -> dict[str, str]:
+    """The JSON body of a refusal: ``detail``, and ``reason`` when ``exc`` has one."""
+    body = {"detail": exc.detail}
+    if exc.reason is not None:
+        body["reason"] = exc.reason
+    return body
+
+
 def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
-    """The ASGI response for a guard's exception: a websocket close before accept
-    (4401 / 4403 / 4400), a redirect to the login page for a browser that is not
-    signed in (with ``reauth=1`` for :class:`ReauthenticationRequired`), a 403 (or 400)
-    page for a browser, or 401 / 403 / 400 JSON (``detail``, and ``reason`` when the
-    exception has one)."""
+    """The ASGI response for a guard's exception: for a websocket not accepted yet a
+    :class:`WebSocketRefusal` (401 / 403 / 400 JSON, or a close with 4401 / 4403 /
+    4400), a redirect to the login page for a browser that is not signed in (with
+    ``reauth=1`` for :class:`ReauthenticationRequired`), a 403 (or 400) page for a
+    browser, or 401 / 403 / 400 JSON (``detail``, and ``reason`` when the exception has
+    one)."""
     if scope["type"] == "websocket":
-        return WebSocketClose(code=exc.close_code, reason=exc.detail)
+        return WebSocketRefusal(exc.status_code, exc.close_code, error_body(exc), exc.detail)
     headers = {"vary": "Accept"}
     if prefers_html(scope):
         if isinstance(exc, NotAuthenticated):
@@ -164,10 +213,18 @@ def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
             status = f"{exc.status_code} {HTTPStatus(exc.status_code).phrase}"
             page = ERROR_PAGE.format(status=status, detail=html.escape(exc.detail))
         return HTMLResponse(page, status_code=exc.status_code, headers=headers)
-    body = {"detail": exc.detail}
-    if exc.reason is not None:
-        body["reason"] = exc.reason
-    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+
+async def refuse_websocket(websocket: WebSocket, refusal: WebSocketRefusal) -> None:
+    """Send ``refusal`` on a Starlette ``websocket``; one already accepted is closed
+    with the refusal's code."""
+    if websocket.application_state != WebSocketState.CONNECTING:
+        await websocket.close(refusal.close_code, refusal.reason)
+        return
+    if websocket.client_state == WebSocketState.CONNECTING:
+        await websocket.receive()  # the websocket.connect message, as accept() reads it
+    await refusal(websocket.scope, websocket.receive, websocket.send)
 
 
 async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | None:
@@ -175,7 +232,9 @@ async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | 
     a Starlette app from outside (its own error middleware would answer 500 first)."""
     assert isinstance(exc, AuthError)
     if isinstance(conn, WebSocket):
-        await conn.close(exc.close_code, exc.detail)
+        refusal = WebSocketRefusal(exc.status_code, exc.close_code, error_body(exc),
+                                   exc.detail)
+        await refuse_websocket(conn, refusal)
         return None
     response = auth_error_response(conn.scope, exc)
     assert isinstance(response, Response)
@@ -195,9 +254,11 @@ TRY_AGAIN_LATER = 1013  # the websocket close code
 
 def store_unavailable_response(scope: Scope, retry_after: int = RETRY_AFTER) -> ASGIApp:
     """503 with ``Retry-After`` (an HTML page for a browser, else JSON ``detail``), or
-    for a websocket a close with 1013 (try again later)."""
+    for a websocket a :class:`WebSocketRefusal` (503 JSON, or a close with 1013, try
+    again later)."""
     if scope["type"] == "websocket":
-        return WebSocketClose(code=TRY_AGAIN_LATER, reason="database unavailable")
+        return WebSocketRefusal(503, TRY_AGAIN_LATER, {"detail": UNAVAILABLE_DETAIL},
+                                "database unavailable")
     headers = {"retry-after": str(retry_after), "vary": "Accept"}
     if prefers_html(scope):
         return HTMLResponse(UNAVAILABLE_PAGE, status_code=503, headers=headers)
@@ -211,7 +272,9 @@ async def store_unavailable_handler(conn: HTTPConnection, exc: Exception) -> Res
     logger.warning("%s %s: 503, %s", conn.scope.get("method", "WEBSOCKET"),
                    conn.scope.get("path", ""), exc)
     if isinstance(conn, WebSocket):
-        await conn.close(TRY_AGAIN_LATER, "database unavailable")
+        refusal = store_unavailable_response(conn.scope)
+        assert isinstance(refusal, WebSocketRefusal)
+        await refuse_websocket(conn, refusal)
         return None
     response = store_unavailable_response(conn.scope)
     assert isinstance(response, Response)
