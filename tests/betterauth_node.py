@@ -63,6 +63,7 @@ class BetterAuth:
     """One node process running betterauth.mjs; ``call`` is one request/reply."""
 
     def __init__(self, node: str, workdir: Path) -> None:
+        self.node, self.workdir = node, workdir  # node_modules with better-auth and pg
         self.proc = subprocess.Popen([node, "betterauth.mjs"], cwd=workdir, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.apps = 0

@@ -345,6 +345,7 @@ SECRET_VARIABLE = re.compile(
     r"""environ(?:\.get)?[\[(]["'](\w*SECRET\w*)|getenv\(["'](\w*SECRET\w*)"""
     r"""|\b(\w*SECRET\w*)=["']?\$\(|export (\w*SECRET\w*)|\b(\w*SECRET\w*)='[^']*' asgi""")
 AUTHJS_VARIABLES = {"AUTH_SECRET", "NEXTAUTH_SECRET"}  # Auth.js's own, for its cookies
+BETTERAUTH_VARIABLES = {"BETTER_AUTH_SECRET", "BETTER_AUTH_SECRETS"}  # Better Auth's own
 
 
 def user_facing_files() -> list[Path]:
@@ -361,7 +362,7 @@ def test_the_secret_has_one_variable_name() -> None:
             name = next(group for group in match.groups() if group)
             found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
     assert "SESSION_SECRET" in found
-    assert set(found) <= {"SESSION_SECRET", *AUTHJS_VARIABLES}, found
+    assert set(found) <= {"SESSION_SECRET", *AUTHJS_VARIABLES, *BETTERAUTH_VARIABLES}, found
 
 
 LINK_TEXT = re.compile(r"(?<!!)\[`?([^\]`]+)`?\]\(([^)\s]+)\)")

@@ -108,6 +108,7 @@ class BetterAuthTables:
         self.database = Database(database) if isinstance(database, str) else database
         self.session_table, self.user_table = session_table, user_table
         self.channel = channel
+        self.is_postgres = str(self.database.url.scheme).startswith("postgres")
         self.on_change: list[Any] = []  # read-only: never changes anything itself
         s, u, role = quoted(session_table), quoted(user_table), quoted(role_field)
         # Without the admin plugin there is no role, ban or impersonation column.
@@ -120,10 +121,6 @@ class BetterAuthTables:
         self.by_id = select + "WHERE s.id = :key"
         self.by_token = select + "WHERE s.token = :key"
         self.queries = 0
-
-    @property
-    def is_postgres(self) -> bool:
-        return str(self.database.url.scheme).startswith("postgres")
 
     @property
     def table_name(self) -> str:
