@@ -92,6 +92,11 @@ class Accounts:
             "CREATE TABLE IF NOT EXISTS demo_passwords ("
             " email TEXT PRIMARY KEY, user_id TEXT NOT NULL, password_hash TEXT NOT NULL)"
         )
+        # Users whose password is no longer the seeded one (a table of its own, so a
+        # database made by an older demo gets it too).
+        await self.store.database.execute(
+            "CREATE TABLE IF NOT EXISTS demo_changed_passwords (user_id TEXT PRIMARY KEY)"
+        )
 
     async def set_password(self, user: StoredUser, password: str) -> None:
         assert user.email is not None
@@ -109,6 +114,16 @@ class Accounts:
             "UPDATE demo_passwords SET password_hash = :password_hash WHERE user_id = :user_id",
             {"user_id": user_id, "password_hash": encoded},
         )
+        await self.store.database.execute(
+            "INSERT INTO demo_changed_passwords (user_id) VALUES (:user_id)"
+            " ON CONFLICT (user_id) DO NOTHING",
+            {"user_id": user_id},
+        )
+
+    async def changed_passwords(self) -> set[str]:
+        """The users whose password is no longer their seeded demo password."""
+        rows = await self.store.database.fetch_all("SELECT user_id FROM demo_changed_passwords")
+        return {row[0] for row in rows}
 
     async def seed(self) -> bool:
         """Create the demo accounts in an empty database. True when it did."""

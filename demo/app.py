@@ -121,14 +121,17 @@ def when(timestamp: int | None) -> str:
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None,
            status_code: int = 200) -> Response:
-    """A page: the template gets the session, the CSRF token and a flash message."""
+    """A page: the template gets the session, the CSRF token and a message left by the
+    previous request: ``flash`` (done) or ``refusal`` (not done, and why)."""
     session = auth(request)
     flash = request.session.pop("flash", None) if session is not None else None
+    refusal = request.session.pop("refusal", None) if session is not None else None
     page = {
         "session": session,
         "user": session.user if session is not None else None,
         "csrf_token": csrf_token(request),
         "flash": flash,
+        "refusal": refusal,
         "when": when,
         **(context or {}),
     }
@@ -148,10 +151,11 @@ async def home(request: Request) -> Response:
 
 async def login_context(request: Request) -> dict[str, Any]:
     """The sign-in page's accounts: the database's users and roles, with the seeded
-    demo password of each seeded email (a password changed since is not known)."""
+    demo password of each seeded email, unless it was changed since (then unknown)."""
     users = await store_of(request).list_users()
+    changed = await accounts_of(request).changed_passwords()
     accounts = [{"email": user.email, "role": user.role,
-                 "password": DEMO_PASSWORDS.get(user.email or "")}
+                 "password": None if user.id in changed else DEMO_PASSWORDS.get(user.email or "")}
                 for user in users if user.email and not user.disabled]
     return {"accounts": accounts}
 
@@ -232,13 +236,13 @@ async def change_role(request: Request) -> Response:
     role = str(form.get("role", ""))
     store = store_of(request)
     if await leaves_no_admin(store, user_id, role):
-        request.session["flash"] = (f"Not changed: {user_id} is the last admin. Make someone "
-                                    "else an admin first.")
+        request.session["refusal"] = (f"Not changed: {user_id} is the last admin. Make "
+                                      "someone else an admin first.")
         return RedirectResponse("/admin", status_code=303)
     try:
         user = await update_user_role(store, user_id, role)
     except (UnknownUser, UnknownRole) as exc:
-        request.session["flash"] = f"Not changed: {exc}"
+        request.session["refusal"] = f"Not changed: {exc}"
         return RedirectResponse("/admin", status_code=303)
     session = auth(request)
     if session is not None and user.id == me.id:  # your own role: seen at once
@@ -270,7 +274,7 @@ def while_viewing_as(request: Request) -> Response | None:
     session = auth(request)
     if session is None or session.actor is None:
         return None
-    request.session["flash"] = "Not while viewing as another user: go back first."
+    request.session["refusal"] = "Not while viewing as another user: go back first."
     return RedirectResponse("/dashboard", status_code=303)
 
 
@@ -296,7 +300,7 @@ async def sessions_revoke(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     mine = {record.id for record in await list_sessions(store_of(request), session.user.id)}
     if session_id not in mine:  # unknown, or another user's: the same answer
-        request.session["flash"] = "No such session."
+        request.session["refusal"] = "No such session."
         return RedirectResponse("/sessions", status_code=303)
     await revoke_session(store_of(request), session_id)
     if session_id == session.jti:
@@ -356,7 +360,7 @@ async def view_as(request: Request) -> Response:
     try:
         await impersonate(request, store_of(request), user_id, on_event=audit, **claims)
     except ImpersonationError as exc:
-        request.session["flash"] = f"Not started: {exc.detail}"
+        request.session["refusal"] = f"Not started: {exc.detail}"
         return RedirectResponse("/admin", status_code=303)
     return RedirectResponse("/dashboard", status_code=303)
 

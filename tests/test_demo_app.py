@@ -368,7 +368,8 @@ def test_admin_changes_a_role(client: TestClient) -> None:
     assert 'id="user-uma"' in page.text
     row = page.text.split('id="user-uma"')[1].split("</tr>")[0]
     assert 'class="role role-org_admin">ORG_ADMIN<' in row
-    assert "<td>2</td>" in row  # the session version was bumped
+    assert '<td data-label="Version">2</td>' in row  # the session version was bumped
+    assert 'class="flash" role="status">uma is now ORG_ADMIN' in page.text  # done
     assert "uma is now" not in client.get("/admin").text  # the message is shown once
 
     assert change_role(client, "uma", "OWNER").status_code == 303
@@ -423,9 +424,12 @@ def test_the_last_admin_keeps_the_role(client: TestClient) -> None:
     for role in ("ORG_ADMIN", "USER"):
         assert change_role(client, "ada", role).status_code == 303
         page = client.get("/admin")
-        assert "Not changed: ada is the last admin" in page.text
+        # A refusal, shown as one (an alert in the error style), not as a success.
+        assert ('class="error refusal" role="alert" data-refusal>Not changed: ada is the '
+                "last admin") in page.text
+        assert 'class="flash"' not in page.text
         row = page.text.split('id="user-ada"')[1].split("</tr>")[0]
-        assert "<td>1</td>" in row  # nothing written: the version is as seeded
+        assert '<td data-label="Version">1</td>' in row  # nothing written: as seeded
     assert client.get("/api/me", headers=JSON).json()["role"] == "ADMIN"
     assert client.get("/admin", headers=HTML).status_code == 200
     assert change_role(client, "ada", "ADMIN").status_code == 303  # staying admin is fine
@@ -444,8 +448,8 @@ def test_sign_in_page_lists_the_database_users(client: TestClient) -> None:
     assert change_role(client, "uma", "ORG_ADMIN").status_code == 303
     client.cookies.clear()
     page = client.get("/login").text
-    rows = re.findall(r"<td>([a-z]+@example\.com)</td>\s*<td><span class=\"role [^\"]+\">(\w+)<",
-                      page)
+    rows = re.findall(r"<td[^>]*>([a-z]+@example\.com)</td>\s*<td[^>]*>"
+                      r"<span class=\"role [^\"]+\">(\w+)<", page)
     assert rows == [("ada@example.com", "ADMIN"), ("olga@example.com", "ORG_ADMIN"),
                     ("ulf@example.com", "USER"), ("uma@example.com", "ORG_ADMIN")]
 

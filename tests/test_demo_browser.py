@@ -401,6 +401,15 @@ def test_password_change_asks_for_the_password_again(
         other.get_by_label("Password").fill("uma-new-password")
         other.get_by_role("button", name="Sign in").click()
         expect(other).to_have_url(path_is("/dashboard"))
+
+        # The sign-in page no longer offers the seeded password: `-`, and no Use.
+        other.goto("/login")
+        row = other.locator("table.accounts tr", has_text=ACCOUNTS["uma"].email)
+        expect(row.locator("td").nth(2)).to_have_text("-")  # the Password column
+        expect(row.get_by_role("button", name="Use")).to_have_count(0)
+        expect(other.locator("body")).not_to_contain_text(ACCOUNTS["uma"].password)
+        ulf = other.locator("table.accounts tr", has_text=ACCOUNTS["ulf"].email)
+        expect(ulf.locator("td").nth(2)).to_have_text(ACCOUNTS["ulf"].password)
     finally:
         for context in contexts:
             context.close()
@@ -425,3 +434,78 @@ def test_admin_views_as_a_user(new_context: NewContext) -> None:
     expect(page.get_by_role("heading", name="Admin")).to_be_visible()
     expect(banner).to_have_count(0)
     expect(page.locator(".pill [data-session-id]")).to_have_text("ada")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def on_screen(page: Page, name: str | re.Pattern[str], count: int) -> None:
+    """Each of the ``count`` buttons called ``name`` in the page's tables lies inside the
+    phone's screen: nothing to scroll sideways to reach it (scrolling down is fine)."""
+    buttons = page.locator("main table").get_by_role(
+        "button", name=name, exact=isinstance(name, str))
+    found = buttons.count()
+    assert found == count, (name, found)
+    for index in range(found):
+        button = buttons.nth(index)
+        top = button.evaluate("b => b.getBoundingClientRect().top + window.scrollY")
+        page.evaluate("y => window.scrollTo(0, y)", max(0, top - PHONE["height"] / 2))
+        box = button.bounding_box()
+        assert box is not None, (name, index)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (name, index, box)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], (name, index, box)
+    sideways = page.evaluate("""() => [...document.querySelectorAll('*')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1
+                     && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).length""")
+    assert sideways == 0, f"{sideways} element(s) scroll sideways"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_phone_every_button_is_on_the_screen(browser: Browser, tmp_path: Path) -> None:
+    """At 390x844, the sign-in page's Use, the admin's Save and View as, and each
+    device's Sign out are on the screen; Use signs in; refusing to demote the last admin
+    reads as a refusal (an alert in the error style), not as a success."""
+    from playwright.sync_api import expect
+
+    server = DemoServer(tmp_path)  # its own database: ada is the only admin
+    context = browser.new_context(base_url=server.url, viewport=PHONE)
+    try:
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        page.goto("/login")
+        on_screen(page, "Use", count=len(DEMO_ACCOUNTS))
+        screenshot(page, "phone-login")
+        row = page.locator("table.accounts tr", has_text=ACCOUNTS["ada"].email)
+        row.get_by_role("button", name="Use").click()
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(path_is("/dashboard"))
+
+        page.goto("/admin")
+        on_screen(page, "Save", count=len(DEMO_ACCOUNTS))
+        on_screen(page, re.compile(r"^View as "), count=len(DEMO_ACCOUNTS) - 1)  # not ada
+        screenshot(page, "phone-admin")
+
+        page.get_by_label("Role for ada").select_option("USER")
+        page.locator("#user-ada").get_by_role("button", name="Save").click()
+        expect(page).to_have_url(path_is("/admin"))
+        refusal = page.get_by_role("alert")
+        expect(refusal).to_have_text(
+            "Not changed: ada is the last admin. Make someone else an admin first.")
+        expect(refusal).to_have_class(re.compile(r"\berror\b"))
+        expect(page.get_by_role("status")).to_have_count(0)  # no success box
+        colour = refusal.evaluate("e => getComputedStyle(e).color")
+        assert colour == "rgb(180, 35, 24)", colour  # --danger
+        expect(page.locator("#user-ada .role")).to_have_text("ADMIN")
+
+        other = browser.new_context(base_url=server.url, viewport=PHONE,
+                                    user_agent="Second phone")
+        try:
+            sign_in(other.new_page(), "ada")
+        finally:
+            other.close()
+        page.goto("/sessions")
+        on_screen(page, "Sign out", count=2)
+        screenshot(page, "phone-sessions")
+    finally:
+        context.close()
+        server.stop()
