@@ -45,10 +45,11 @@ def wrk_available() -> bool:
 
 @contextmanager
 def serve(strategy: str, config: BenchConfig, check_cookie: str, expected: bytes,
-          workers: int = 1) -> Iterator[str]:
+          workers: int = 1, server: str = "uvicorn-h11") -> Iterator[str]:
     """Run ``workers`` uvicorn processes for ``strategy`` on one port (see
-    ``benchmarks/serve.py``); yield the URL once each started and a real request
-    authenticated."""
+    ``benchmarks/serve.py``; ``server``: ``uvicorn-h11``, ``uvicorn-httptools``, or
+    ``granian``, one process with its own workers); yield the URL once each started and
+    a real request authenticated."""
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -56,11 +57,12 @@ def serve(strategy: str, config: BenchConfig, check_cookie: str, expected: bytes
         "BENCH_CONFIG": config.to_json(),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     })
-    command = [sys.executable, "-m", "benchmarks.serve", "--port", str(port)]
+    command = [sys.executable, "-m", "benchmarks.serve", "--port", str(port),
+               "--server", server, "--workers", str(workers)]
     processes: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryFile(mode="w+") as errors:
         try:
-            for _ in range(workers):
+            for _ in range(1 if server == "granian" else workers):
                 processes.append(subprocess.Popen(command, env=env, cwd=ROOT, text=True,
                                                   stdout=subprocess.PIPE, stderr=errors))
             deadline = time.monotonic() + 30
