@@ -43,7 +43,8 @@ from asgi_jwt_session.registry import (
     revoke_session,
 )
 from asgi_jwt_session.store import RoleStore, StoredSession, revoke_sessions
-from tests.conftest import Clock, Users, fetch_csrf, make_app, opening, set_cookies, sign_in
+from tests.authjs_node import AuthJS
+from tests.conftest import SECRET, Clock, Users, fetch_csrf, make_app, opening, set_cookies, sign_in
 
 JS = Path(__file__).resolve().parent / "js"
 SCRIPT = files("asgi_jwt_session").joinpath("static/session.js")
@@ -487,6 +488,31 @@ def test_read_only_authjs_is_409(client_for: Callable[..., TestClient], users: U
         response = post(client, path)
         assert response.status_code == 409
         assert "read-only" in response.json()["detail"]
+
+
+def test_a_session_keeps_its_id_when_authjs_re_encodes_it(store: RoleStore,
+                                                          authjs: AuthJS) -> None:
+    # The Next.js side re-encodes the cookie (a session update, its own renewal): the
+    # real @auth/core draws a new jti every time, and passes the package's sid through.
+    cookie = "authjs.session-token"
+    app = registry_app(store, format=AuthJSFormat(write=True))
+    with devices(app, 2) as [laptop, phone]:
+        seed(laptop, store, ("alice", "USER"))
+        signin(laptop)
+        session_id = signin(phone)
+        written = authjs.decode(phone.cookies[cookie], SECRET, cookie)
+        assert written["sid"] == written["jti"] == session_id
+        re_encoded = authjs.encode(written, SECRET, cookie)
+        claims = authjs.decode(re_encoded, SECRET, cookie)
+        assert claims["jti"] != session_id and claims["sid"] == session_id
+        phone.cookies.set(cookie, re_encoded)
+
+        assert phone.get("/whoami").json()["jti"] == session_id  # the same session
+        listed = [view["id"] for view in laptop.get("/auth/sessions").json()["sessions"]]
+        assert session_id in listed and len(listed) == 2
+        assert post(laptop, f"/auth/sessions/{session_id}/revoke").status_code == 200
+        assert not signed_in(phone)  # signed out, re-encoded cookie and all
+        assert signed_in(laptop)
 
 
 # --- the registry only takes sessions away ----------------------------------------------------

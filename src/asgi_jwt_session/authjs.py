@@ -250,7 +250,10 @@ class AuthJSWire:
         """Claims to an Auth.js session token (compact JWE, A256CBC-HS512).
 
         ``iat``, ``exp`` (``iat + max_age``) and ``jti`` (a random UUID) are set
-        when missing. A ``role`` claim is stored under ``role_claim``.
+        when missing. A ``role`` claim is stored under ``role_claim``. ``sid`` (the
+        session id) is the ``jti`` unless set: Auth.js draws a new ``jti`` whenever it
+        re-encodes the token, and passes ``sid`` through, so the session registry
+        knows the session by it.
         """
         payload = dict(claims)
         if self.role_claim != "role" and "role" in payload:
@@ -258,7 +261,7 @@ class AuthJSWire:
         now = int(time.time())
         payload.setdefault("iat", now)
         payload.setdefault("exp", now + self.max_age)
-        payload.setdefault("jti", str(uuid.uuid4()))
+        payload.setdefault("sid", payload.setdefault("jti", str(uuid.uuid4())))
         token = jwe.JWE(orjson.dumps(payload), protected=self.current_header)
         token.allowed_algs = ALLOWED_ALGS
         token.add_recipient(self.current_key)

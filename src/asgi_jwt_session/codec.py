@@ -67,6 +67,7 @@ CLAIM_TYPES: dict[str, type] = {
     "sub": str,
     "role": str,
     "jti": str,
+    "sid": str,  # the session id where a writer draws a new jti per token (Auth.js)
     "ver": int,
     "iat": int,
     "exp": int,

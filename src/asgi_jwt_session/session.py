@@ -16,7 +16,7 @@ from starlette.types import Scope
 
 from asgi_jwt_session.codec import ACTOR_CLAIM_TYPES, RESERVED_CLAIMS, Decoded, compact_json
 from asgi_jwt_session.errors import NotAuthenticated
-from asgi_jwt_session.values import check_value
+from asgi_jwt_session.values import PLAIN, check_value
 
 
 class SessionUser:
@@ -142,12 +142,14 @@ def token_fields(decoded: Decoded) -> TokenFields:
         user = SessionUser.from_json(claims["sub"], claims["role"], decoded.extra,
                                      actor=actor.user if actor is not None else None)
     # No auth_time (an Auth.js token): the sign-in time is unknown, and revocation
-    # judges the session by its iat (see freshness.policy.signed_in_before).
+    # judges the session by its iat (see apply.signed_in_before).
     auth_time = claims.get("auth_time")
     # No rat: the credentials were last proved at sign-in (rat is written only when not).
-    return (user, claims.get("jti"), claims.get("ver"), claims.get("iat"), claims.get("exp"),
-            claims.get("chk"), auth_time, claims.get("auth_ms"), claims.get("rat", auth_time),
-            claims.get("rem", True), actor)
+    # The session id: sid where the token has one (Auth.js's encode draws a new jti each
+    # time and passes sid through), else its jti.
+    return (user, claims.get("sid", claims.get("jti")), claims.get("ver"), claims.get("iat"),
+            claims.get("exp"), claims.get("chk"), auth_time, claims.get("auth_ms"),
+            claims.get("rat", auth_time), claims.get("rem", True), actor)
 
 
 class Session(dict[str, Any]):
@@ -355,8 +357,7 @@ class Session(dict[str, Any]):
         self.mark_modified()
 
     def __setitem__(self, key: str, value: Any) -> None:
-        kind = type(value)
-        if not (kind is str or kind is bool or value is None) or type(key) is not str:
+        if type(value) not in PLAIN or type(key) is not str:
             check_value(key, value)  # refused here, not when the cookie is written
         self.mark_modified()
         super().__setitem__(key, value)
