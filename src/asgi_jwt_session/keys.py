@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from asgi_jwt_session.codec import b64url_decode, b64url_encode
+from asgi_jwt_session.base64url import b64url_decode, b64url_encode
 
 if TYPE_CHECKING:
     from jwcrypto import jwk
