@@ -65,8 +65,6 @@ MIN_RETRY = 0.1  # seconds before the first background connect attempt; doubles 
 PRUNE_MARGIN = timedelta(hours=1)
 MAX_SESSIONS_PER_USER = 50  # live registry rows a user may have; a new sign-in ends the oldest
 MAX_LIST = 1000  # rows one list_sessions call may ask for
-# SQLAlchemy's SQLite DateTime text, for a time bound into a precompiled query.
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client",
                    "device_bound")
 
@@ -244,15 +242,16 @@ class RoleStore:
             separator: Any = sa.literal_column("' '")
             revoked = sa.select(sa.func.string_agg(s.id, separator) if self.is_postgres
                                 else sa.func.group_concat(s.id, separator))
-            # Only the rows that matter, read on an index: revoked after the user's
-            # revoked_at (which ends every session signed in before it, so a "sign out
-            # everywhere" or the cap adds no id here) and not past their session's end.
-            now: Any = (sa.func.now() if self.is_postgres
-                        else sa.bindparam("now", type_=sa.Text))
-            condition = [s.user_id == c.id, s.revoked_at.is_not(None), s.ends_at > now]
+            # Only the rows that matter, one index range: revoked after the user's
+            # revoked_at, which ends every session signed in before it (so "sign out
+            # everywhere", "sign out other devices" and the cap add no id here). Rows
+            # past their session's end go at the user's next sign-in (pruning).
+            since: Any = s.revoked_at.is_not(None)
             if "revoked_at" in c:
-                condition.append(c.revoked_at.is_(None) | (s.revoked_at > c.revoked_at))
-            query = query.add_columns(revoked.where(*condition).scalar_subquery())
+                never = sa.literal_column("'-infinity'::timestamptz" if self.is_postgres
+                                          else "''")
+                since = s.revoked_at > sa.func.coalesce(c.revoked_at, never)
+            query = query.add_columns(revoked.where(s.user_id == c.id, since).scalar_subquery())
         query = query.where(c.id == sa.bindparam("user_id", type_=sa.Text))
         self._get_user_query = sa.text(str(query.compile(dialect=dialect)))
         self.queries = 0
@@ -617,10 +616,7 @@ class RoleStore:
         cannot store (a NUL on PostgreSQL, a lone surrogate) is no user's."""
         if not self.can_store(user_id):
             return None
-        query = self._get_user_query.bindparams(user_id=user_id)
-        if self.sessions is not None and not self.is_postgres:
-            query = query.bindparams(now=datetime.now(UTC).strftime(SQLITE_TIME))
-        row = await self._fetch_one(query)
+        row = await self._fetch_one(self._get_user_query.bindparams(user_id=user_id))
         if row is None:
             return None
         return self._user(row, row[len(self._selected)] if self.sessions is not None else None)
@@ -730,7 +726,7 @@ class RoleStore:
         """Insert the session's row, or renew the row of this id and user (its times and
         device; a revoked row stays revoked, another user's row is left alone).
         ``first``: also delete the user's rows past their ``ends_at`` and hold the user
-        to ``max_sessions_per_user`` (two more statements, three more when the cap ends
+        to ``max_sessions_per_user`` (two more statements, four more when the cap ends
         sessions: see :meth:`end_oldest_sessions`). Times are the app's clock. A row the
         database cannot store (an id with a NUL or a lone surrogate) is not written."""
         sessions = self._registry()
@@ -786,9 +782,9 @@ class RoleStore:
         row = await self._fetch_one(oldest)
         if row is None:
             return None
-        # Sign-in times are the app's clock to the millisecond: a millisecond more keeps
-        # the float comparison of revalidation on the side of ending them.
-        until = _utc(row[0]) + timedelta(milliseconds=1)
+        # A microsecond more keeps revalidation's float comparison of a sign-in time
+        # in milliseconds on the side of ending them.
+        until = _utc(row[0]) + timedelta(microseconds=1)
         await self._execute(sessions.update()
                             .where(s.user_id == user_id, s.revoked_at.is_(None),
                                    s.created_at <= self._time(until))
