@@ -16,7 +16,7 @@ from starlette.types import Scope
 
 from asgi_jwt_session.codec import ACTOR_CLAIM_TYPES, RESERVED_CLAIMS, Decoded, compact_json
 from asgi_jwt_session.errors import NotAuthenticated
-from asgi_jwt_session.values import check_value
+from asgi_jwt_session.values import PLAIN, check_value
 
 
 class SessionUser:
@@ -357,8 +357,7 @@ class Session(dict[str, Any]):
         self.mark_modified()
 
     def __setitem__(self, key: str, value: Any) -> None:
-        kind = type(value)
-        if not (kind is str or kind is bool or value is None) or type(key) is not str:
+        if type(value) not in PLAIN or type(key) is not str:
             check_value(key, value)  # refused here, not when the cookie is written
         self.mark_modified()
         super().__setitem__(key, value)

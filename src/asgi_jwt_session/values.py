@@ -9,10 +9,12 @@ cookie is written, after the endpoint returned: :func:`check_value` refuses it a
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 from typing import Any
 
-__all__ = ["check_value"]
+__all__ = ["PLAIN", "check_value"]
+
+PLAIN = frozenset({str, bool, type(None)})  # always stored as they are
 
 # orjson's own limits: 64-bit integers, 255 levels of nesting.
 MIN_INT = -(1 << 63)
@@ -36,6 +38,8 @@ HINTS = {
 def check_value(key: object, value: Any, *, claim: bool = False) -> None:
     """Raise ``TypeError`` naming ``key`` unless ``session[key] = value`` (or the claim
     ``key=value`` given to ``login()``) would come back from the cookie as it is."""
+    if type(key) is str and storable(value, 0):
+        return
     if type(key) is not str:
         raise TypeError(f"session keys are strings, not {type(key).__name__} ({key!r}): "
                         "the cookie's JSON would give it back as a string")
@@ -48,6 +52,32 @@ def check_value(key: object, value: Any, *, claim: bool = False) -> None:
                         "and lists and dicts (with str keys) of them")
 
 
+def storable(value: Any, depth: int) -> bool:
+    """The quick answer for the common types: True when ``value`` is stored as it is.
+    False may also mean a subclass (a ``StrEnum``), which :func:`problem` judges."""
+    kind = type(value)
+    if kind in PLAIN:
+        return True
+    if kind is int:
+        return bool(MIN_INT <= value <= MAX_INT)
+    if kind is float:
+        return isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is list:
+        for item in value:
+            if type(item) not in PLAIN and not storable(item, depth + 1):
+                return False
+        return True
+    if kind is dict:
+        for name, item in value.items():
+            if type(name) is not str or (
+                    type(item) not in PLAIN and not storable(item, depth + 1)):
+                return False
+        return True
+    return False
+
+
 def problem(value: Any, depth: int) -> tuple[str, str] | None:
     """``(where, what)`` of the first part of ``value`` JSON cannot give back, or ``None``."""
     kind = type(value)
@@ -58,7 +88,7 @@ def problem(value: Any, depth: int) -> tuple[str, str] | None:
             return None
         return "", "an int beyond 64 bits (store str(value))"
     if isinstance(value, float):
-        return None if math.isfinite(value) else ("", f"{value} (JSON has no {value})")
+        return None if isfinite(value) else ("", f"{value} (JSON has no {value})")
     if isinstance(value, str):  # StrEnum: back as the equal str
         return None
     if depth >= MAX_DEPTH and isinstance(value, (list, dict)):
