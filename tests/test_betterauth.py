@@ -317,3 +317,15 @@ def test_fastapi_dependencies(betterauth: BetterAuth) -> None:
     cookies = app.sign_in("fastapi@example.com")
     assert client.get("/admin", headers={"cookie": f"{DATA}={cookies[DATA]}"}).json() == \
         {"id": user_id}
+
+
+def test_the_benchmark_reads_its_sessions() -> None:
+    """benchmarks/bench_betterauth.py makes Better Auth cookies itself: each one reads
+    as the signed-in user (so its figures are for sessions read, not refused)."""
+    import asyncio
+
+    from benchmarks.bench_betterauth import streams, timed
+
+    for name, (app, cookie) in streams().items():
+        if cookie:
+            assert len(asyncio.run(timed(app, cookie, 2))) == 2, name
