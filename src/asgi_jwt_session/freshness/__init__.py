@@ -12,7 +12,9 @@
   only; imported when first used).
 - :class:`SingleFlight` (``flight.py``): one load per user for concurrent requests.
 
-Everything but the PostgreSQL and Redis feeds runs under asyncio and trio (anyio primitives).
+Everything but the PostgreSQL and Redis feeds runs under asyncio and trio (anyio
+primitives); under trio the two feeds refuse to start, and ``Freshness`` takes a user
+loader, not the asyncio-only ``RoleStore`` (docs/architecture.md, "asyncio and trio").
 """
 
 from __future__ import annotations

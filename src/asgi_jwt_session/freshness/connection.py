@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from asgi_jwt_session.asyncio_only import require_asyncio
 from asgi_jwt_session.errors import describe
 from asgi_jwt_session.freshness.feed import VersionFeed
 
@@ -71,6 +72,7 @@ class ConnectedFeed(VersionFeed):
         """Start the connection; wait up to ``wait`` seconds for the first catch-up, or
         for the first attempt to fail (then it goes on trying in the background)."""
         if self.task is None:
+            require_asyncio(type(self).__name__)
             self.task = asyncio.get_running_loop().create_task(self.run())
         if wait:
             try:

@@ -4,7 +4,8 @@ Every use of the `databases` package (and of SQLAlchemy) lives in this module; i
 imported only when a :class:`RoleStore` is made.
 
 SQLite (aiosqlite) and PostgreSQL (asyncpg) are supported. `databases` and both
-drivers are asyncio-only, so the store is too: call it from asyncio, not trio.
+drivers are asyncio-only, so the store is too: call it from asyncio, not trio (under trio
+:meth:`RoleStore.connect` raises a ``RuntimeError`` that says so).
 
 Connections, measured on a 2-core machine (median `get_user`): `databases` opens a new
 SQLite connection (and thread) for every top-level query, 600-2000 µs a lookup; on one
@@ -39,6 +40,7 @@ import databases
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from asgi_jwt_session.asyncio_only import require_asyncio
 from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.store.base import Listener, StoredSession, StoredUser
@@ -354,6 +356,7 @@ class RoleStore:
         """
         if self._connected or self._connecting is not None:
             return
+        require_asyncio("RoleStore (databases)")
         try:
             await self._open()
         except StoreUnavailable as exc:
