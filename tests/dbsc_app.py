@@ -2,8 +2,9 @@
 --ssl-certfile ... --ssl-keyfile ...``, set up as docs/device-binding.md says.
 
 Environment: ``DBSC_DATABASE`` (a SQLite URL), ``DBSC_SECRET``, ``DBSC_BOUND_LIFETIME``
-(seconds). It records every request it receives (``GET /events``), so a test can see
-what the browser sent and when: the refreshes too, which the middleware answers itself.
+and ``DBSC_LEEWAY`` (seconds). It records every request it receives (``GET /events``), so
+a test can see what the browser sent and when: the refreshes too, which the middleware
+answers itself.
 The admin endpoints are open: this app only ever listens on loopback, in tests.
 """
 
@@ -88,11 +89,15 @@ class Recorder:
             await self.app(scope, receive, send)
             return
         headers = {key.decode(): value.decode("latin-1") for key, value in scope["headers"]}
-        cookies = [pair.split("=", 1)[0].strip() for pair in headers.get("cookie", "").split(";")
-                   if "=" in pair]
+        pairs = [pair.strip().split("=", 1) for pair in headers.get("cookie", "").split(";")
+                 if "=" in pair]
+        cookies = [name for name, _ in pairs]
         event: dict[str, Any] = {
             "at": time.time(), "method": scope["method"], "path": scope["path"],
             "cookies": cookies, "session_id": headers.get("sec-secure-session-id"),
+            # Which browser context: its "who" cookie (DBSC's own requests carry the
+            # cookies, not the context's user agent).
+            "agent": dict(pairs).get("who"),
             "proof": headers.get("secure-session-response")}
         events.append(event)
 
@@ -119,6 +124,7 @@ app = Starlette(
         Middleware(Recorder),
         Middleware(JWTSessionMiddleware, secret_key=os.environ["DBSC_SECRET"],
                    max_cookie_size=3800, device_binding=binding,
+                   leeway=int(os.environ.get("DBSC_LEEWAY", "10")),
                    freshness=Freshness(store, registry=registry)),
     ],
     lifespan=lifespan,

@@ -8,6 +8,7 @@ app under the middleware with ``device_binding=DeviceBinding(...)``, over
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -425,3 +426,26 @@ def test_proof_checks_before_the_signature() -> None:
     small = jwk.JWK.generate(kty="RSA", size=1024).export_public(as_dict=True)
     with pytest.raises(ProofError, match="2048"):
         verify_proof(Device("RSA").proof("c", jwk=small), None)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def test_the_registry_marks_and_keeps_a_bound_session_between_refreshes(
+        client_for: Client, database_url: str) -> None:
+    from asgi_jwt_session.registry import SessionRegistry, list_sessions, revoke_session
+    from asgi_jwt_session.store import RoleStore
+    from tests.conftest import opening
+
+    store = RoleStore(database_url, sessions_table="user_sessions")
+    freshness = Freshness(store, registry=SessionRegistry(store))
+    device = Device()
+    with app_client(client_for, bound_lifetime=1, freshness=freshness,
+                    lifespan=opening(store)) as client:
+        client.portal.call(store.create_user, "alice", "USER")  # type: ignore[attr-defined]
+        session_id = bind(client, device)["session_identifier"]
+        time.sleep(2.1)  # real time: the database compares with its own clock
+        # Past the bound token's expiry the session is still listed (and marked): the
+        # row reaches as far as the refresh cookie does.
+        rows = client.portal.call(list_sessions, store, "alice")  # type: ignore[attr-defined]
+        assert [(row.id, row.device_bound) for row in rows] == [(session_id, True)]
+        assert client.portal.call(revoke_session, store, session_id)  # type: ignore[attr-defined]
+        ended(refresh(client, device, session_id))

@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from asgi_jwt_session.codec import Codec, Decoded, b64url_encode
+from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.cookies import CookieWriter, read_cookie_chunks
 from asgi_jwt_session.dbsc_proof import ALGORITHMS, Challenges, ProofError, verify_proof
 from asgi_jwt_session.errors import InvalidToken, SessionTooLarge, StoreUnavailable
@@ -233,6 +234,7 @@ class DeviceBinding:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a request to ``registration_path`` or ``refresh_path``."""
         refresh = scope["path"] == self.refresh_path
+        scope[SCOPE_KEY] = self.middleware.context  # the registry reads the options there
         try:
             if scope["method"] != "POST":
                 response: Response = JSONResponse({"detail": "Method Not Allowed"}, 405,
@@ -343,6 +345,7 @@ class DeviceBinding:
                     decoded: Decoded | None, now: int) -> Response:
         """Bind ``session`` for ``bound_lifetime`` more: its cookie, its refresh cookie,
         the registry's row, and the session configuration (never cached)."""
+        now = int(time.time())  # after the proof's check: the cookie's clock
         session.expires_at = now + self.bound_lifetime
         session.mark_modified()
         middleware = self.middleware

@@ -231,6 +231,8 @@ class SessionRegistry:
         context = get_context(scope)
         lifetime = context.config.lifetime(session.remember) if context is not None else 0
         expires_at = session.expires_at if session.expires_at is not None else int(now)
+        if session.cnf is not None and context is not None:  # DBSC: refreshed until then
+            expires_at = max(expires_at, context.expires_for(session, int(now), bound=False))
         user_agent = client = None
         if self.device is not None:
             user_agent, client = self.device(scope)
