@@ -9,17 +9,26 @@
 2. Statements sent to a real ``RoleStore`` (a SQLite file) per sign-in, ordinary request,
    renewal, revocation of one session, the revalidation it causes, and "sign out other
    devices", driven through the middleware as a browser would.
+3. Scale: one user with ``--rows`` rows (100,000) against 10, on a SQLite file. The rows
+   are live sessions in a table from before ``max_sessions_per_user``: the first sign-in
+   ends all but the 50 newest (once); then a sign-in, the first page of the list and a
+   revalidation (``get_user`` with the revoked ids), before and after "sign out other
+   devices", median ms of ``--repeat`` each. Bounded means the two columns stay close.
 
-    python -m benchmarks.bench_registry [--requests N] [--json PATH | --publish]
+    python -m benchmarks.bench_registry [--requests N] [--rows N] [--json PATH | --publish]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
+import sqlite3
+import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +40,12 @@ from starlette.routing import Route
 
 from asgi_jwt_session import JWTSessionMiddleware, login
 from asgi_jwt_session.freshness import CheckedUser, Freshness
-from asgi_jwt_session.registry import SessionRegistry, revoke_other_sessions, revoke_session
+from asgi_jwt_session.registry import (
+    SessionRegistry,
+    list_sessions,
+    revoke_other_sessions,
+    revoke_session,
+)
 from asgi_jwt_session.session import get_session
 from asgi_jwt_session.store import RoleStore, StoredSession
 from asgi_jwt_session.tokens import TokenCodec
@@ -153,18 +167,106 @@ async def statements() -> dict[str, int]:
     return counts
 
 
-def run(requests: int = 20000) -> dict[str, Any]:
-    return {"request_cost": request_cost(requests), "statements": asyncio.run(statements())}
+def fill(path: Path, count: int) -> None:
+    """``count`` live sessions of alice, signed in a second apart until an hour ago."""
+    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=count + 3600)
+    day = timedelta(days=1)
+
+    def text(when: datetime) -> str:
+        return when.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    rows = []
+    for i in range(count):
+        signed_in = start + timedelta(seconds=i)
+        renewed = signed_in + timedelta(minutes=30)
+        rows.append((f"s{i:07d}", "alice", text(signed_in), text(renewed),
+                     text(renewed + 30 * day), text(signed_in + 90 * day)))
+    with sqlite3.connect(path) as connection:
+        connection.executemany(
+            "INSERT INTO user_sessions (id, user_id, created_at, renewed_at, expires_at, "
+            "ends_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    connection.close()
+
+
+async def timed(call: Any, repeat: int) -> float:
+    """Median milliseconds of ``repeat`` calls of ``call()``."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+async def scale_one(count: int, repeat: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.db"
+        store = RoleStore(f"sqlite:///{path}", sessions_table="user_sessions")
+        async with store:
+            await store.create_tables()
+            await store.create_user("alice", "USER")
+        fill(path, count)
+        figures: dict[str, float] = {}
+        async with store:
+            numbers = iter(range(10**9))
+
+            def new_row() -> StoredSession:
+                now = datetime.now(UTC)
+                return StoredSession(f"n{next(numbers)}", "alice", now, now,
+                                     now + timedelta(days=30), now + timedelta(days=90))
+
+            async def sign_in() -> None:
+                await store.record_session(new_row(), first=True)
+
+            async def listing() -> None:
+                await list_sessions(store, "alice")
+
+            async def revalidation() -> None:
+                await store.get_user("alice")
+
+            figures["first sign-in (ends all but 50 at once)"] = await timed(sign_in, 1)
+            while len(await store.list_sessions("alice")) < 50:  # the 10 rows: up to the cap
+                await sign_in()
+            figures["sign-in at the cap (ends the oldest)"] = await timed(sign_in, repeat)
+            figures["list (first page)"] = await timed(listing, repeat)
+            figures["revalidation"] = await timed(revalidation, repeat)
+            figures["sign out other devices"] = await timed(
+                lambda: store.revoke_other_sessions("alice", "n0"), 1)
+            figures["revalidation after it"] = await timed(revalidation, repeat)
+            figures["sign-in under the cap"] = await timed(sign_in, min(repeat, 40))
+            user = await store.get_user("alice")
+            assert user is not None
+            figures["revoked ids read"] = len(user.revoked_sessions)
+            with sqlite3.connect(path) as connection:
+                figures["rows in the table"] = connection.execute(
+                    "SELECT count(*) FROM user_sessions").fetchone()[0]
+            connection.close()
+        return figures
+
+
+def scale(rows: int, repeat: int) -> dict[str, dict[str, float]]:
+    """The registry's costs for one user with 10 rows and with ``rows`` (SQLite)."""
+    return {str(count): asyncio.run(scale_one(count, repeat)) for count in (10, rows)}
+
+
+def run(requests: int = 20000, rows: int = 100_000, repeat: int = 50) -> dict[str, Any]:
+    return {"request_cost": request_cost(requests), "statements": asyncio.run(statements()),
+            "scale": scale(rows, repeat)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rows", type=int, default=100_000,
+                        help="rows of one user in the scale comparison (default 100,000)")
+    parser.add_argument("--repeat", type=int, default=50)
     output.add_json_arguments(parser, "registry.json")
     args = parser.parse_args()
-    results = run(args.requests)
-    print(f"machine: {platform.processor() or platform.machine()}, Python "
-          f"{platform.python_version()}, {args.requests} requests each")
+    results = run(args.requests, args.rows, args.repeat)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load {load:.2f}, Python {platform.python_version()}, "
+          f"{args.requests} requests each")
     print(f"{'warm JWT cookie, freshness on':<32}{'median µs':>12}{'p99 µs':>10}   "
           f"(cost over {BASELINE.name})")
     for name, entry in results["request_cost"].items():
@@ -175,6 +277,11 @@ def main() -> None:
     print("statements sent to the store (SQLite RoleStore with sessions_table)")
     for name, count in results["statements"].items():
         print(f"  {name:<40}{count:>3}")
+    print()
+    small, large = results["scale"].values()
+    print(f"one user's rows (SQLite, median ms of {args.repeat}){'10':>14}{args.rows:>12,}")
+    for name in small:
+        print(f"  {name:<46}{small[name]:>12.2f}{large[name]:>12.2f}")
     path = output.json_path(args, "registry.json")
     output.write_json(results, path)
     print(f"results: {path}")

@@ -711,12 +711,15 @@ def test_client_script_registry_calls_in_node(node: str) -> None:
 def test_bench_registry_smoke() -> None:
     from benchmarks import bench_registry
 
-    results = bench_registry.run(requests=200)
+    results = bench_registry.run(requests=200, rows=200, repeat=2)
     assert set(results["request_cost"]) == {"none", "registry-off", "registry-off-again",
                                             "registry-on"}
     assert results["statements"] == {
-        "sign-in": 2, "100 ordinary requests": 0, "renewal": 1, "revoke one session": 2,
-        "revalidation after it (per process)": 1, "sign out other devices": 2}
+        "sign-in": 3, "100 ordinary requests": 0, "renewal": 1, "revoke one session": 2,
+        "revalidation after it (per process)": 1, "sign out other devices": 3}
+    small, large = results["scale"]["10"], results["scale"]["200"]
+    assert small["revoked ids read"] == large["revoked ids read"] == 0
+    assert large["rows in the table"] > 200  # kept, but read on indexes
 
 
 def test_the_core_does_not_import_the_registry() -> None:
