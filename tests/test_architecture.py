@@ -70,9 +70,11 @@ def all_imports(path: Path) -> set[str]:
     return found
 
 
-# A type named in a signature only: codec's format protocol takes keys.SecretKey, and
-# keys encodes with codec's base64url helpers.
-TYPE_ONLY = {("asgi_jwt_session.codec", "asgi_jwt_session.keys")}
+# Types named in signatures only: codec's format protocol takes keys.SecretKey, and
+# keys encodes with codec's base64url helpers; the middleware's device_binding keyword
+# is typed with dbsc.DeviceBinding, which drives the middleware.
+TYPE_ONLY = {("asgi_jwt_session.codec", "asgi_jwt_session.keys"),
+             ("asgi_jwt_session.middleware", "asgi_jwt_session.dbsc")}
 
 
 def graph(imports: Callable[[Path], set[str]] = top_level_imports) -> dict[str, set[str]]:
