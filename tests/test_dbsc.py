@@ -449,3 +449,12 @@ def test_the_registry_marks_and_keeps_a_bound_session_between_refreshes(
         assert [(row.id, row.device_bound) for row in rows] == [(session_id, True)]
         assert client.portal.call(revoke_session, store, session_id)  # type: ignore[attr-defined]
         ended(refresh(client, device, session_id))
+
+
+def test_the_benchmark_runs_and_a_bound_request_makes_no_query() -> None:
+    from benchmarks import bench_dbsc
+
+    results = bench_dbsc.run(requests=30, refreshes=3)
+    assert results["queries"] == {"unbound": 0, "bound": 0}
+    assert set(results["request_cost"]) >= {"unbound", "bound"}
+    assert results["refresh_set_cookie_bytes"] > 0

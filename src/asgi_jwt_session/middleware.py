@@ -20,6 +20,7 @@ from asgi_jwt_session.responses import auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
+from asgi_jwt_session.upgrade import names_new_spellings
 from asgi_jwt_session.users import SessionAuth
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class JWTSessionMiddleware:
     with 401 / 403, or closed with 4401 / 4403).
     """
 
+    @names_new_spellings  # a 0.1 option raises a TypeError that names its new spelling
     def __init__(
         self,
         app: ASGIApp,
@@ -210,7 +212,7 @@ class JWTSessionMiddleware:
             await self.app(scope, receive, send)
             return
         binding = self.binding
-        if binding is not None and scope["path"] in binding.paths:
+        if binding is not None and scope["path"] in binding.paths and scope["type"] == "http":
             await binding.handle(scope, receive, send)  # DBSC registration and refresh
             return
 
