@@ -10,14 +10,17 @@
     await revoke_other_sessions(request)  # after a password change: all but this one
     await revoke_all_sessions(store)  # an incident: everyone, everywhere
 
-A row per signed-in session (the token's ``jti``), written only when the middleware
-issues a token at sign-in or renewal (:meth:`SessionRegistry.issued`), never on an
-ordinary request. A revocation bumps the user's session version, so version feeds
-announce it and the user's sessions revalidate; the revalidation query returns the
-user's revoked session ids with the user (:attr:`StoredUser.revoked_sessions`), and
-:func:`~asgi_jwt_session.apply.apply_user` signs out the session whose ``jti`` is
-among them. The registry only ever takes sessions away: a row never makes a token
-valid that its signature, expiry or the user row refuse.
+A row per signed-in session, keyed by its session id (the token's ``sid``, which
+Auth.js passes through when it re-encodes a cookie, else its ``jti``), written only
+when the middleware issues a token at sign-in or renewal
+(:meth:`SessionRegistry.issued`), never on an ordinary request; signing out revokes it
+(:meth:`SessionRegistry.ended`). A revocation bumps the user's session version, so
+version feeds announce it and the user's sessions revalidate; the revalidation query
+returns the user's revoked session ids with the user
+(:attr:`StoredUser.revoked_sessions`), and :func:`~asgi_jwt_session.apply.apply_user`
+signs out the session whose id is among them. The registry only ever takes sessions
+away: a row never makes a token valid that its signature, expiry or the user row
+refuse.
 
 What is recorded beyond times is the app's choice (``device=``): nothing by default;
 :func:`coarse_device` keeps the user agent (cut to 120 characters) and the client's

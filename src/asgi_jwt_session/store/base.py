@@ -41,11 +41,12 @@ class StoredUser:
 class StoredSession:
     """A row of the session registry: one signed-in session (times aware, UTC).
 
-    ``id`` is the token's ``jti``; ``created_at`` the sign-in, ``renewed_at`` the last
-    token issued for it, ``expires_at`` that token's expiry and ``ends_at`` the
-    session's absolute end (sign-in plus its lifetime), after which the row may be
-    deleted. ``user_agent`` and ``client`` are what the app chose to record
-    (``None``: nothing). ``device_bound``: its token is bound to the browser's device
+    ``id`` is the session id (the token's ``sid``, else its ``jti``); ``created_at``
+    the sign-in, ``renewed_at`` the last token issued for it, ``expires_at`` that
+    token's expiry and ``ends_at`` the session's absolute end (sign-in plus its
+    lifetime), after which the row may be deleted. ``user_agent`` and ``client`` are
+    what the app chose to record (``None``: nothing). ``device_bound``: its token is
+    bound to the browser's device
     key (DBSC, see :mod:`asgi_jwt_session.dbsc`).
     """
 
