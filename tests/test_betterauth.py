@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -329,3 +330,30 @@ def test_the_benchmark_reads_its_sessions() -> None:
     for name, (app, cookie) in streams().items():
         if cookie:
             assert len(asyncio.run(timed(app, cookie, 2))) == 2, name
+
+
+def test_signing_out_here_is_answered_and_writes_nothing(betterauth: BetterAuth,
+                                                         tmp_path: Path) -> None:
+    """logout() on a Better Auth session (read-only, with the tables' freshness hook):
+    the response has no cookie to write, and never a 500."""
+    from starlette.middleware import Middleware as Mw
+
+    from asgi_jwt_session import logout
+    from asgi_jwt_session.betterauth_sessions import BetterAuthSessions
+    from asgi_jwt_session.store.betterauth import BetterAuthTables
+
+    async def sign_out(request: Request) -> JSONResponse:
+        logout(request)
+        return JSONResponse({"id": None})
+
+    sessions = BetterAuthSessions(BetterAuthTables(f"sqlite:///{tmp_path}/unused.db"),
+                                  secret_key=SECRET)
+    api = Starlette(routes=[Route("/me", me), Route("/logout", sign_out)], middleware=[
+        Mw(JWTSessionMiddleware, secret_key=SECRET, roles=BETTER_AUTH_ROLES,  # type: ignore[arg-type]
+           format=BetterAuthFormat("compact"), freshness=sessions)])
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": "compact"})
+    user_id, cookies = app.sign_up("leaving@example.com")
+    client = TestClient(api)
+    assert read(client, cookies)["id"] == user_id
+    assert read(client, cookies, "/logout") == {"id": None}
+    assert sessions.queries == 0

@@ -36,7 +36,7 @@ from asgi_jwt_session.codec import Decoded, check_types
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
-from asgi_jwt_session.session import Session
+from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.users import SessionAuth
 
 if TYPE_CHECKING:
@@ -155,6 +155,12 @@ class BetterAuthSessions:
 
     async def issued(self, scope: Scope, session: Session, first: bool) -> None:
         return None  # Better Auth issues its sessions itself
+
+    async def ended(self, scope: Scope, user_id: str, session_id: str | None,
+                    actor: Actor | None) -> None:
+        # The app signed the session out for this response only: ending it everywhere
+        # is Better Auth's (its signOut or revokeSession), these tables are read-only.
+        logger.debug("Better Auth session %s of %r signed out here only", session_id, user_id)
 
     async def check(self, session: Session, now: int, *, force: bool) -> None:
         user = session.user
