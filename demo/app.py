@@ -285,7 +285,8 @@ async def sessions_page(request: Request) -> Response:
     assert session is not None and session.user is not None
     if (refused := while_viewing_as(request)) is not None:
         return refused
-    records = await list_sessions(store_of(request), session.user.id)
+    # One page of 100 holds them all: the store keeps at most 50 a user.
+    records = await list_sessions(store_of(request), session.user.id, limit=100)
     return render(request, "sessions.html", {"records": records, "current": session.jti})
 
 
@@ -298,7 +299,8 @@ async def sessions_revoke(request: Request) -> Response:
     if (refused := while_viewing_as(request)) is not None:
         return refused
     session_id = request.path_params["session_id"]
-    mine = {record.id for record in await list_sessions(store_of(request), session.user.id)}
+    mine = {record.id for record in await list_sessions(store_of(request), session.user.id,
+                                                        limit=100)}
     if session_id not in mine:  # unknown, or another user's: the same answer
         request.session["refusal"] = "No such session."
         return RedirectResponse("/sessions", status_code=303)
