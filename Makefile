@@ -71,12 +71,14 @@ bench: install
 	$(PY) -m benchmarks.bench_core $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_freshness $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_import $(BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_servers $(BENCH_FLAGS)
 
 bench-full: install
 	$(PY) -m benchmarks.run --full $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_core --requests 100000 $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_freshness $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_import $(BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_servers $(BENCH_FLAGS)
 
 # The demo has a light environment of its own: no test or benchmark tools.
 DEMO_VENV ?= .venv-demo
