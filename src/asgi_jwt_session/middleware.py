@@ -20,7 +20,6 @@ from asgi_jwt_session.responses import auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
-from asgi_jwt_session.upgrade import names_new_spellings
 from asgi_jwt_session.users import SessionAuth
 
 if TYPE_CHECKING:
@@ -112,7 +111,6 @@ class JWTSessionMiddleware:
     with 401 / 403, or closed with 4401 / 4403).
     """
 
-    @names_new_spellings  # a 0.1 option raises a TypeError that names its new spelling
     def __init__(
         self,
         app: ASGIApp,
