@@ -30,7 +30,13 @@ async function fakeFetch(url, init) {
                         csrfToken: "token" + tokenCount, csrfHeader: "x-csrf-token" });
   }
   if (path === "/auth/sessions" && init.method === "GET") {
-    return signedIn ? reply(200, { sessions }) : reply(401, { detail: "Not authenticated" });
+    if (!signedIn) return reply(401, { detail: "Not authenticated" });
+    // A page of ?limit= (20) from ?cursor= (here: the index to start at).
+    const query = new URL(url).searchParams;
+    const start = Number(query.get("cursor") || 0);
+    const end = start + Number(query.get("limit") || 20);
+    return reply(200, { sessions: sessions.slice(start, end),
+                        nextCursor: end < sessions.length ? String(end) : null });
   }
   if (init.method !== "POST" || init.headers["x-csrf-token"] !== "token" + tokenCount) {
     return reply(403, {});
@@ -79,6 +85,18 @@ assert.equal(listed.length, 2);
 assert.equal(listed[0].current, true);
 assert.equal(requests[0].url, "http://site.example/auth/sessions");
 assert.equal(requests[0].method, "GET");
+assert.equal(listed.nextCursor, null);
+
+// A page at a time: limit and cursor go in the query, nextCursor comes back on the array.
+const first = await a.listSessions({ limit: 1 });
+assert.deepEqual(first.map((s) => s.id), ["this-one"]);
+assert.equal(requests[requests.length - 1].url, "http://site.example/auth/sessions?limit=1");
+const second = await a.listSessions({ limit: 1, cursor: first.nextCursor });
+assert.deepEqual(second.map((s) => s.id), ["a/b c"]);
+assert.equal(second.nextCursor, null);
+assert.equal(requests[requests.length - 1].url,
+             "http://site.example/auth/sessions?cursor=1&limit=1");
+requests.splice(0, requests.length);
 
 // revokeSession: the id is escaped into the path; the CSRF token is fetched first.
 let before = requests.length;
