@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import orjson
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,7 +29,7 @@ from asgi_jwt_session.betterauth import (
     betterauth_cookie_name,
     betterauth_secrets_from_env,
 )
-from asgi_jwt_session.codec import Codec
+from asgi_jwt_session.codec import Codec, b64url_encode
 from asgi_jwt_session.dependencies import CurrentUser, RequireRole
 from asgi_jwt_session.errors import ExpiredToken, InvalidToken
 from tests.betterauth_node import SECRET, BetterAuth, cookies_of
@@ -357,3 +359,53 @@ def test_signing_out_here_is_answered_and_writes_nothing(betterauth: BetterAuth,
     assert read(client, cookies)["id"] == user_id
     assert read(client, cookies, "/logout") == {"id": None}
     assert sessions.queries == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STRATEGIES),
+       st.one_of(st.text(max_size=300),
+                 st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats()
+                              | st.text(max_size=20),
+                              lambda inner: st.lists(inner, max_size=4)
+                              | st.dictionaries(st.sampled_from(
+                                  ["session", "user", "id", "userId", "expiresAt", "role",
+                                   "exp", "iat", "updatedAt", "version", "banned",
+                                   "impersonatedBy", "signature"]), inner, max_size=6),
+                              max_leaves=20).map(lambda v: b64url_encode(orjson.dumps(v)))))
+def test_any_input_is_refused_as_invalid_token(strategy: str, value: str) -> None:
+    """Whatever a cookie holds, decoding it raises InvalidToken (never anything else)."""
+    with pytest.raises(InvalidToken):
+        codec(strategy).decode(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["session", "user", "updatedAt", "version", "iat",
+                                        "exp"]),
+                       st.none() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+                       | st.dictionaries(st.sampled_from(["id", "userId", "expiresAt",
+                                                         "role", "banned", "banExpires",
+                                                         "impersonatedBy"]),
+                                         st.none() | st.integers(-(2**53), 2**53) | st.booleans()
+                                         | st.text(max_size=30), max_size=7),
+                       max_size=6))
+def test_signed_payloads_of_any_shape_never_crash(payload: dict[str, Any]) -> None:
+    """Signed with the right secret but of any shape: a session or InvalidToken."""
+    import hashlib
+    import hmac
+
+    header = b64url_encode(b'{"alg":"HS256"}')
+    signed = f"{header}.{b64url_encode(orjson.dumps(payload))}"
+    mac = hmac.digest(SECRET.encode(), signed.encode(), hashlib.sha256)
+    # The same payload as a compact cookie cache, signed as Better Auth signs it.
+    cached, expires = orjson.dumps(payload), b"%d" % ((int(time.time()) + 60) * 1000)
+    signature = b64url_encode(hmac.digest(
+        SECRET.encode(), cached[:-1] + (b"," if payload else b"") + b'"expiresAt":' + expires
+        + b"}", hashlib.sha256))
+    compact = b64url_encode(b'{"session":' + cached + b',"expiresAt":' + expires
+                            + b',"signature":"' + signature.encode() + b'"}')
+    for strategy, token in (("jwt", f"{signed}.{b64url_encode(mac)}"), ("compact", compact)):
+        try:
+            claims = codec(strategy).decode(token)
+        except InvalidToken:
+            continue
+        assert isinstance(claims["sub"], str) and isinstance(claims["role"], str)
