@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 
 from support.servers import free_port, wait_for_port
 from tests.app_processes import ROOT
+from tests.framework_apps import SECRET
 
 FRAMEWORKS = ["litestar", "quart", "django", "falcon", "blacksheep"]
 JSON = {"accept": "application/json"}
@@ -191,7 +192,20 @@ def test_quart_refuses_its_own_cookie_name() -> None:
     from asgi_jwt_session.integrations.quart import install
 
     with pytest.raises(ValueError, match="SESSION_COOKIE_NAME"):
-        install(Quart(__name__), secret_key="x" * 32, session_cookie="session")
+        install(Quart(__name__), secret_key=SECRET, session_cookie="session")
+
+
+def test_litestar_refuses_a_shared_csrf_cookie() -> None:
+    from litestar import Litestar
+    from litestar.config.csrf import CSRFConfig
+
+    from asgi_jwt_session.integrations.litestar import JWTSessionPlugin
+
+    with pytest.raises(ValueError, match="csrf_cookie"):
+        Litestar([], csrf_config=CSRFConfig(secret="s" * 32),
+                 plugins=[JWTSessionPlugin(secret_key=SECRET)])
+    Litestar([], csrf_config=CSRFConfig(secret="s" * 32),
+             plugins=[JWTSessionPlugin(secret_key=SECRET, csrf_cookie="jwt_csrftoken")])
 
 
 def test_django_refuses_its_own_cookie_names() -> None:
@@ -199,9 +213,9 @@ def test_django_refuses_its_own_cookie_names() -> None:
     from asgi_jwt_session.integrations.django import asgi_application
 
     with pytest.raises(ValueError, match="CSRF_COOKIE_NAME"):
-        asgi_application("x" * 32, csrf_cookie="csrftoken")
+        asgi_application(SECRET, csrf_cookie="csrftoken")
     with pytest.raises(ValueError, match="SESSION_COOKIE_NAME"):
-        asgi_application("x" * 32, session_cookie="sessionid")
+        asgi_application(SECRET, session_cookie="sessionid")
 
 
 def test_django_csrf_cookie_is_apart_from_djangos(served: Served) -> None:

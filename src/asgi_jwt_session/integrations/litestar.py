@@ -40,6 +40,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
 from starlette.types import Receive, Scope, Send
 
+from asgi_jwt_session.csrf import CSRF_COOKIE
 from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.integrations.base import DEFAULT_PREFIX, answer_for, check_request
@@ -117,6 +118,12 @@ class JWTSessionPlugin(InitPluginProtocol):
         self.store = store
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        theirs = app_config.csrf_config.cookie_name if app_config.csrf_config else None
+        ours = self.endpoint_options.get("csrf_cookie", CSRF_COOKIE)
+        if self.prefix is not None and theirs == ours:
+            raise ValueError(f"the session endpoints' CSRF cookie {ours!r} is also Litestar's "
+                             "(csrf_config): pass JWTSessionPlugin(..., csrf_cookie=...) "
+                             "another name")
         # Litestar types ASGI messages as TypedDicts; the middleware takes Starlette's.
         middleware = DefineMiddleware(JWTSessionMiddleware,  # type: ignore[arg-type]
                                       secret_key=self.secret_key, **self.options)
