@@ -344,14 +344,40 @@ async def test_websocket_refusal_with_and_without_the_denial_response(
                          "reason": "Not authenticated"}
 
 
-def test_wrapping_from_outside_without_the_handlers_warns(
-        caplog: pytest.LogCaptureFixture) -> None:
-    JWTSessionMiddleware(Starlette(routes=ROUTES, exception_handlers=exception_handlers),
-                         SECRET)
-    assert not caplog.records
-    JWTSessionMiddleware(Starlette(routes=ROUTES), SECRET)
-    (record,) = caplog.records
-    assert record.levelname == "WARNING" and "exception_handlers" in record.getMessage()
+@pytest.mark.parametrize("wrap", ["starlette", "fastapi"])
+def test_wrapping_from_outside_without_the_handlers(client_for: Client, wrap: str) -> None:
+    # 0.1 code: JWTSessionMiddleware(app) around an app without exception_handlers. The
+    # app's error middleware answers a guard's error with 500 and re-raises it; the
+    # session middleware drops that 500 and answers the error itself.
+    inner: Starlette
+    if wrap == "starlette":
+        inner = Starlette(routes=[*ROUTES, Route("/boom", boom)])
+    else:
+        inner = FastAPI()
+        inner.router.routes.extend([*ROUTES, Route("/boom", boom)])
+    middleware = JWTSessionMiddleware(inner, secret_key=SECRET)
+    assert not inner.exception_handlers.get(AuthError)  # the app is left as it is
+    client = client_for(middleware)
+    assert client.get("/sync").json() == {"detail": "Not authenticated"}
+    assert client.get("/sync").status_code == 401
+    redirect = client.get("/sync", headers={"accept": BROWSER})
+    assert redirect.status_code == 303
+    assert redirect.headers["location"] == "/login?next=%2Fsync"
+    assert client.get("/custom").status_code == 403
+    with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
+        with client.websocket_connect("/ws"):
+            pass  # pragma: no cover
+    assert closed.value.status_code == 401
+    # Any other error is still the app's 500, and still raised to the server.
+    with pytest.raises(ZeroDivisionError):
+        client.get("/boom")
+    quiet = TestClient(middleware, raise_server_exceptions=False)
+    response = quiet.get("/boom")
+    assert response.status_code == 500 and response.text == "Internal Server Error"
+
+
+def boom(request: Request) -> Response:
+    return Response(str(1 / 0))
 
 
 def test_bogus_cookie_is_expired_on_a_guard_response(client_for: Client) -> None:

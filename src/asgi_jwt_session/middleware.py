@@ -16,10 +16,11 @@ from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
 from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
 from asgi_jwt_session.keys import SecretKey
-from asgi_jwt_session.responses import auth_error_response
+from asgi_jwt_session.responses import HeldServerErrors, auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
+from asgi_jwt_session.upgrade import names_new_spellings
 from asgi_jwt_session.users import SessionAuth
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class JWTSessionMiddleware:
     with 401 / 403, or closed with 4401 / 4403).
     """
 
+    @names_new_spellings  # a 0.1 option raises a TypeError that names its new spelling
     def __init__(
         self,
         app: ASGIApp,
@@ -192,11 +194,8 @@ class JWTSessionMiddleware:
         self.browser_lifetime = config.lifetime(False)
         handlers = getattr(app, "exception_handlers", None)  # a Starlette app's
         if isinstance(handlers, dict) and AuthError not in handlers:
-            logger.warning(
-                "JWTSessionMiddleware wraps a Starlette app from outside: its error "
-                "middleware answers the guards' AuthError with 500. Add "
-                "exception_handlers=exception_handlers (asgi_jwt_session.responses) to "
-                "the app, or install the middleware with Middleware(...)")
+            # Wrapped from outside: its error middleware answers AuthError with 500.
+            self.app = HeldServerErrors(app)
 
     def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
         config = self.config

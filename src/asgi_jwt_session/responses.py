@@ -11,9 +11,10 @@ the check a login page uses before it sends the browser on.
 
 When :class:`~asgi_jwt_session.middleware.JWTSessionMiddleware` is installed inside a
 Starlette app (``Starlette(middleware=[Middleware(JWTSessionMiddleware, ...)])``) it
-answers the guards' exceptions itself. An app that wraps a whole Starlette app from
-outside (``JWTSessionMiddleware(Starlette(...), ...)``) adds one line, as Starlette's
-own error middleware would answer 500 first::
+answers the guards' exceptions itself. Wrapped around a whole Starlette app from
+outside (``JWTSessionMiddleware(Starlette(...), ...)``) it answers them too, through
+:class:`HeldServerErrors` (Starlette's own error middleware answers 500 and re-raises);
+such an app may also say it outright, which is the one way for a mounted sub-app::
 
     app = Starlette(routes=routes, exception_handlers=exception_handlers)
 
@@ -47,6 +48,7 @@ from asgi_jwt_session.errors import (
 )
 
 __all__ = [
+    "HeldServerErrors",
     "WebSocketRefusal",
     "auth_error_response",
     "exception_handlers",
@@ -214,6 +216,42 @@ def auth_error_response(scope: Scope, exc: AuthError) -> ASGIApp:
             page = ERROR_PAGE.format(status=status, detail=html.escape(exc.detail))
         return HTMLResponse(page, status_code=exc.status_code, headers=headers)
     return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+
+class HeldServerErrors:
+    """Wraps a Starlette app that has no handler for :class:`AuthError`, for the session
+    middleware around it: the app's error middleware answers a guard's exception with
+    500 and then re-raises it, so an HTTP 500 is held until the app is done. When an
+    ``AuthError`` follows, the 500 is dropped and the exception goes on to the session
+    middleware, which answers it (401, 403, a login redirect); otherwise the 500 is
+    sent as it was. Other responses pass at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold_500(message: Message) -> None:
+            if held or (message["type"] == "http.response.start"
+                        and message.get("status") == 500):
+                held.append(message)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_500)
+        except AuthError:
+            if not held:
+                raise
+            held.clear()  # answered by the session middleware instead
+            raise
+        finally:
+            for message in held:
+                await send(message)
 
 
 async def refuse_websocket(websocket: WebSocket, refusal: WebSocketRefusal) -> None:
