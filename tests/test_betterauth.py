@@ -409,3 +409,19 @@ def test_signed_payloads_of_any_shape_never_crash(payload: dict[str, Any]) -> No
         except InvalidToken:
             continue
         assert isinstance(claims["sub"], str) and isinstance(claims["role"], str)
+
+
+def test_the_feed_keeps_changes_as_long_as_a_cache_may_be_used(tmp_path: Path) -> None:
+    from asgi_jwt_session.betterauth_sessions import BetterAuthSessions
+    from asgi_jwt_session.freshness import VersionFeed
+    from asgi_jwt_session.store.betterauth import BetterAuthTables
+
+    tables = BetterAuthTables(f"sqlite:///{tmp_path}/unused.db")
+    feed = VersionFeed()
+    BetterAuthSessions(tables, secret_key=SECRET, feed=feed)
+    assert feed.max_age == 300 + 60
+    BetterAuthSessions(tables, secret_key=SECRET, feed=feed, revalidate_after=900)
+    assert feed.max_age == 900 + 60
+    mine = VersionFeed(max_age=30)
+    BetterAuthSessions(tables, secret_key=SECRET, feed=mine)
+    assert mine.max_age == 30

@@ -69,7 +69,9 @@ class BetterAuthSessions:
       session is checked again (``None``, the default: only when the feed says so;
       Better Auth itself trusts the cache until its ``maxAge``).
     - ``feed``: a version feed whose versions are change times in epoch milliseconds
-      (the trigger's); started and stopped with the app's lifespan.
+      (the trigger's); started and stopped with the app's lifespan. A feed made with
+      ``max_age=None`` keeps changes for ``cache_for`` (or ``revalidate_after``) plus a
+      minute.
     - ``cache_for``: seconds a row read for a session is trusted (Better Auth's
       ``cookieCache.maxAge``, 300 by default).
     - ``on_store_error``: while the tables cannot be read, ``"keep"`` the session as
@@ -103,6 +105,11 @@ class BetterAuthSessions:
         self.mac_key = secrets[0].encode()  # Better Auth signs cookies with the current one
         self.revalidate_after = revalidate_after
         self.feed = feed
+        keep_for = getattr(feed, "keep_for", None)
+        if callable(keep_for):
+            # A change matters while a cookie cache or a row read before it may be used:
+            # up to cache_for (or revalidate_after) seconds, plus a minute for clocks.
+            keep_for(max(cache_for, revalidate_after or 0) + 60)
         self.cache_for = cache_for
         self.on_store_error = on_store_error
         self.timeout = timeout
