@@ -217,7 +217,8 @@ def test_a_copy_taken_before_sign_out_is_refused_by_the_other_process(apps: tupl
         token = phone.get(f"{a.url}/auth/session").json()["csrfToken"]
         response = phone.post(f"{a.url}/auth/signout", headers={"x-csrf-token": token})
         assert response.json() == {"session": None}
-        until_refused(lambda: httpx.get(f"{b.url}/me", headers=copy))
+        elapsed = until_refused(lambda: httpx.get(f"{b.url}/me", headers=copy))
+        print(f"\na copy signed out through A refused by B after {elapsed * 1000:.1f} ms")
         assert httpx.get(f"{a.url}/me", headers=copy).status_code == 401
         assert laptop.get(f"{b.url}/me").status_code == 200  # the other device stays
         listed = laptop.get(f"{b.url}/auth/sessions").json()["sessions"]
@@ -236,7 +237,8 @@ def test_a_copy_taken_before_stopping_an_impersonation_is_refused_everywhere(
         response = admin.post(f"{a.url}/stop-view-as")
         assert response.json() == {"jti": own}
         assert admin.get(f"{b.url}/me").json()["id"] == "root"
-        until_refused(lambda: httpx.get(f"{b.url}/me", headers=copy))
+        elapsed = until_refused(lambda: httpx.get(f"{b.url}/me", headers=copy))
+        print(f"\na copy of a stopped impersonation refused by B after {elapsed * 1000:.1f} ms")
         assert httpx.post(f"{b.url}/stop-view-as", headers=copy).status_code == 401
         assert httpx.post(f"{a.url}/stop-view-as", headers=copy).status_code == 401
         assert admin.get(f"{a.url}/me").json()["id"] == "root"  # the admin stays
