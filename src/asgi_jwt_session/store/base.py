@@ -32,8 +32,9 @@ class StoredUser:
     updated_at: datetime  # aware, UTC
     disabled: bool = False
     revoked_at: datetime | None = None  # aware, UTC: the last `revoke_sessions()`
-    # The session registry's revoked session ids (``jti``) of this user, as read with
-    # the user; empty without a registry. Revalidation signs these sessions out.
+    # The session registry's revoked session ids of this user, as read with the user;
+    # empty without a registry. Revalidation signs these sessions out. A store may leave
+    # out the ids of sessions that ``revoked_at`` ends anyway (signed in before it).
     revoked_sessions: frozenset[str] = frozenset()
 
 
