@@ -35,7 +35,8 @@ class Served:
         self.cookie: str = module.COOKIE
         self.csrf_cookie: str = module.CSRF_COOKIE
         self.websockets: bool = getattr(module, "WEBSOCKETS", True)
-        self.framework_signout: bool = getattr(module, "FRAMEWORK_SIGNOUT", True)
+        # The framework's own session cookie, written beside ours (Quart's).
+        self.own_cookie: str | None = getattr(module, "OWN_SESSION_COOKIE", None)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
@@ -119,6 +120,8 @@ def test_framework_signout(served: Served) -> None:
         assert response.status_code in (200, 201), response.text
         (line,) = session_lines(response, served.cookie)
         assert "Max-Age=0" in line or "expires=Thu, 01 Jan 1970" in line
+        if served.own_cookie is not None:
+            assert client.cookies.get(served.own_cookie)  # the framework's, kept apart
         assert client.get("/me").json()["user"] is None
 
 
@@ -195,17 +198,23 @@ def test_quart_refuses_its_own_cookie_name() -> None:
         install(Quart(__name__), secret_key=SECRET, session_cookie="session")
 
 
-def test_litestar_refuses_a_shared_csrf_cookie() -> None:
+def test_litestar_csrf_config_beside_the_endpoints() -> None:
     from litestar import Litestar
     from litestar.config.csrf import CSRFConfig
+    from litestar.testing import TestClient
 
     from asgi_jwt_session.integrations.litestar import JWTSessionPlugin
 
     with pytest.raises(ValueError, match="csrf_cookie"):
         Litestar([], csrf_config=CSRFConfig(secret="s" * 32),
                  plugins=[JWTSessionPlugin(secret_key=SECRET)])
-    Litestar([], csrf_config=CSRFConfig(secret="s" * 32),
-             plugins=[JWTSessionPlugin(secret_key=SECRET, csrf_cookie="jwt_csrftoken")])
+    app = Litestar([], csrf_config=CSRFConfig(secret="s" * 32),
+                   plugins=[JWTSessionPlugin(secret_key=SECRET, csrf_cookie="jwt_csrftoken")])
+    # The endpoints check their own token; Litestar's check leaves them alone.
+    with TestClient(app) as client:
+        token = client.get("/auth/session").json()["csrfToken"]
+        assert client.post("/auth/signout").status_code == 403
+        assert client.post("/auth/signout", headers={"x-csrf-token": token}).status_code == 200
 
 
 def test_django_refuses_its_own_cookie_names() -> None:

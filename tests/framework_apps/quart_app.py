@@ -11,6 +11,7 @@ from asgi_jwt_session.integrations.quart import current_session, install, requir
 from tests.framework_apps import SECRET
 
 COOKIE = "jwt_session"
+OWN_SESSION_COOKIE = "session"  # Quart's own
 CSRF_COOKIE = "csrftoken"
 
 app = Quart(__name__)

@@ -28,6 +28,7 @@ This module imports Litestar (the ``litestar`` extra); nothing else in the packa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,11 @@ class JWTSessionPlugin(InitPluginProtocol):
             raise ValueError(f"the session endpoints' CSRF cookie {ours!r} is also Litestar's "
                              "(csrf_config): pass JWTSessionPlugin(..., csrf_cookie=...) "
                              "another name")
+        if self.prefix is not None and app_config.csrf_config is not None:
+            # The endpoints check their own double-submit token: Litestar's check skips them.
+            csrf = app_config.csrf_config
+            excluded = [csrf.exclude] if isinstance(csrf.exclude, str) else csrf.exclude or []
+            csrf.exclude = [*excluded, f"^{re.escape(self.prefix)}(/|$)"]
         # Litestar types ASGI messages as TypedDicts; the middleware takes Starlette's.
         middleware = DefineMiddleware(JWTSessionMiddleware,  # type: ignore[arg-type]
                                       secret_key=self.secret_key, **self.options)
