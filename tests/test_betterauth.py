@@ -257,6 +257,10 @@ def test_forged_payloads_are_refused() -> None:
             "user": {"id": "u1", "role": "admin"}, "updatedAt": now * 1000, "version": "1",
             "iat": now, "exp": now + 300}
     assert codec("jwt").decode(jwt(good))["role"] == "admin"
+    for several, highest in (("user,admin", "admin"), ("admin, user", "admin"),
+                             ("user,editor", "user"), ("editor,owner", "editor,owner")):
+        payload = {**good, "user": {"id": "u1", "role": several}}
+        assert codec("jwt").decode(jwt(payload))["role"] == highest
     bad_payloads: list[dict[str, Any]] = [
         {**good, "user": {"id": "u2", "role": "admin"}},  # the session is another user's
         {**good, "user": {"id": "u1", "role": ["admin"]}},
@@ -425,3 +429,15 @@ def test_the_feed_keeps_changes_as_long_as_a_cache_may_be_used(tmp_path: Path) -
     mine = VersionFeed(max_age=30)
     BetterAuthSessions(tables, secret_key=SECRET, feed=mine)
     assert mine.max_age == 30
+
+
+def test_several_roles_from_the_admin_plugin(betterauth: BetterAuth) -> None:
+    app = betterauth.app(cookieCache={"enabled": True, "strategy": "compact"})
+    admin_id, _ = app.sign_up("several-admin@example.com")
+    app.update_user(admin_id, role="admin")
+    admin = app.sign_in("several-admin@example.com")
+    user_id, _ = app.sign_up("several@example.com")
+    app.set_role(admin, user_id, ["user", "admin"])  # type: ignore[arg-type]
+    cookies = app.sign_in("several@example.com")
+    assert app.get_session(cookies)["user"]["role"] == "user,admin"
+    assert read(TestClient(python_app("compact")), cookies, "/admin") == {"id": user_id}

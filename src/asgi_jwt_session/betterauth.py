@@ -177,6 +177,7 @@ class BetterAuthWire:
         default_role: str = "user",
         impersonator_role: str = "admin",
         version: str = "1",
+        roles: RoleHierarchy = BETTER_AUTH_ROLES,
     ) -> None:
         secrets = [secret] if isinstance(secret, str) else list(secret)
         if not secrets or not all(isinstance(s, str) and s for s in secrets):
@@ -193,6 +194,7 @@ class BetterAuthWire:
         self.default_role = default_role
         self.impersonator_role = impersonator_role
         self.version = version
+        self.roles = roles
         if strategy != "jwe":
             # Not a compact JWE: this wire checks the shape itself (the pipeline's size
             # cap applies first), before any cryptographic work.
@@ -300,6 +302,10 @@ class BetterAuthWire:
             role = self.default_role
         elif type(role) is not str:
             raise InvalidToken(f"Better Auth user.{self.role_field} is not text")
+        elif "," in role:  # the admin plugin's several roles: the highest one known
+            known = [part for part in map(str.strip, role.split(",")) if part in self.roles]
+            if known:
+                role = max(known, key=self.roles.rank.__getitem__)
         claims: dict[str, Any] = {
             "sub": user_id,
             "role": role,
@@ -335,7 +341,9 @@ class BetterAuthFormat:
     strategy, secret or version reads as signed out, never as an error.
 
     - ``role_field``: the user field holding the role (the admin plugin's ``role``);
-      ``default_role`` for users without one.
+      ``default_role`` for users without one. Several roles (the admin plugin writes
+      ``"user,admin"``) give the highest of them in ``roles`` (the middleware's
+      hierarchy; :data:`BETTER_AUTH_ROLES` by default).
     - ``impersonator_role``: the role of an impersonating admin (the session's
       ``impersonatedBy`` becomes the session's actor, ``session.actor``).
     - ``version``: ``session.cookieCache.version`` when the app sets one.
@@ -369,6 +377,7 @@ class BetterAuthFormat:
         version: str = "1",
         cookie_prefix: str = DEFAULT_PREFIX,
         max_token_size: int = BETTER_AUTH_MAX_TOKEN_SIZE,
+        roles: RoleHierarchy = BETTER_AUTH_ROLES,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
@@ -381,6 +390,7 @@ class BetterAuthFormat:
         self.version = version
         self.cookie_prefix = cookie_prefix
         self.max_token_size = max_token_size
+        self.roles = roles
 
     def cookies(self, secret_key: SecretKey, session_cookie: str
                 ) -> list[tuple[str, BetterAuthWire]]:
@@ -388,7 +398,8 @@ class BetterAuthFormat:
             raise TypeError("Better Auth's secret_key is a string or a list of strings")
         wire = BetterAuthWire(secret_key, strategy=self.strategy, role_field=self.role_field,
                               default_role=self.default_role,
-                              impersonator_role=self.impersonator_role, version=self.version)
+                              impersonator_role=self.impersonator_role, version=self.version,
+                              roles=self.roles)
         if session_cookie != "session":
             return [(SECURE_PREFIX + session_cookie, wire), (session_cookie, wire)]
         return [(betterauth_cookie_name(True, self.cookie_prefix), wire),
