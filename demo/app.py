@@ -41,6 +41,7 @@ from asgi_jwt_session import (
     update_user_role,
 )
 from asgi_jwt_session.csrf import csrf_token, set_csrf_cookie, verify_csrf
+from asgi_jwt_session.dbsc import DeviceBinding
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness
 from asgi_jwt_session.guards import require_fresh_login
@@ -431,11 +432,12 @@ async def forbidden(conn: HTTPConnection, exc: Exception) -> Response:
 
 
 def create_app(database: str | None = None, secret: str | None = None, *,
-               fresh_login_age: int | None = None) -> Starlette:
+               fresh_login_age: int | None = None, device_binding: bool = False) -> Starlette:
     """The demo app on ``database`` (a URL; default ``database_url()``) with ``secret``
     (default ``secret_key()``). Tables are created and seeded at start-up.
     ``fresh_login_age``: seconds a sign-in counts as fresh for the password change
-    (default ``FRESH_LOGIN_AGE`` env, else 300)."""
+    (default ``FRESH_LOGIN_AGE`` env, else 300). ``device_binding``: DBSC on (served
+    over https, see docs/device-binding.md)."""
     if fresh_login_age is None:
         fresh_login_age = int(os.environ.get("FRESH_LOGIN_AGE") or FRESH_LOGIN_AGE)
     store = RoleStore(database or database_url(), sessions_table=SESSIONS_TABLE)
@@ -455,9 +457,11 @@ def create_app(database: str | None = None, secret: str | None = None, *,
     # registry records each sign-in (a row per session) for the "Active sessions" page.
     registry = SessionRegistry(store, device=coarse_device)
     freshness = Freshness(store, revalidate_after=60, registry=registry)
+    binding = {"device_binding": DeviceBinding(), "max_cookie_size": 3800} \
+        if device_binding else {}
     middleware = [
         Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
-                   freshness=freshness),
+                   freshness=freshness, **binding),
     ]
     routes = [
         Route("/", home),
