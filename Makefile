@@ -52,7 +52,7 @@ test-python:
 	if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
 		test -x $$venv/bin/python || "$$python" -m venv $$venv; \
 		$$venv/bin/python -m pip install -q --upgrade pip; \
-		$$venv/bin/python -m pip install -q -e '.[test]'; \
+		$$venv/bin/python -m pip install -q -e '.[test,bench]'; \
 		touch $$venv/.installed; \
 	fi; \
 	echo "fast suite on $$($$venv/bin/python --version)"; \
