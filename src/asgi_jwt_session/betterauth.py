@@ -151,6 +151,18 @@ def parse_time(value: Any, name: str) -> int:
     return int(when.timestamp())
 
 
+def session_role(role: str | None, roles: RoleHierarchy, default: str) -> str:
+    """A Better Auth user's role for the session: ``default`` when there is none, and
+    the highest of several (the admin plugin writes ``"user,admin"``) known to ``roles``."""
+    if role is None:
+        return default
+    if "," in role:
+        known = [part for part in map(str.strip, role.split(",")) if part in roles]
+        if known:
+            return max(known, key=roles.rank.__getitem__)
+    return role
+
+
 def text_id(value: Any, name: str) -> str:
     if type(value) is str and value:
         return value
@@ -298,14 +310,9 @@ class BetterAuthWire:
                 ban_expires is None or parse_time(ban_expires, "user.banExpires") > issued):
             raise InvalidToken("Better Auth user is banned")
         role = user.get(self.role_field)
-        if role is None:
-            role = self.default_role
-        elif type(role) is not str:
+        if role is not None and type(role) is not str:
             raise InvalidToken(f"Better Auth user.{self.role_field} is not text")
-        elif "," in role:  # the admin plugin's several roles: the highest one known
-            known = [part for part in map(str.strip, role.split(",")) if part in self.roles]
-            if known:
-                role = max(known, key=self.roles.rank.__getitem__)
+        role = session_role(role, self.roles, self.default_role)
         claims: dict[str, Any] = {
             "sub": user_id,
             "role": role,

@@ -32,10 +32,12 @@ from urllib.parse import unquote
 
 import anyio
 
+from asgi_jwt_session.betterauth import BETTER_AUTH_ROLES, session_role
 from asgi_jwt_session.codec import Decoded, check_types
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
+from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.users import SessionAuth
 
@@ -76,6 +78,8 @@ class BetterAuthSessions:
       ``cookieCache.maxAge``, 300 by default).
     - ``on_store_error``: while the tables cannot be read, ``"keep"`` the session as
       the cookie has it, or ``"signout"``.
+    - ``default_role``, ``impersonator_role``, ``roles``: as for
+      :class:`~asgi_jwt_session.betterauth.BetterAuthFormat`.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class BetterAuthSessions:
         memo_size: int = 65536,
         default_role: str = "user",
         impersonator_role: str = "admin",
+        roles: RoleHierarchy = BETTER_AUTH_ROLES,
     ) -> None:
         secrets = [secret_key] if isinstance(secret_key, str) else list(secret_key)
         if not secrets or not all(isinstance(s, str) and s for s in secrets):
@@ -116,6 +121,7 @@ class BetterAuthSessions:
         self.memo_size = memo_size
         self.default_role = default_role
         self.impersonator_role = impersonator_role
+        self.roles = roles
         self.memo: OrderedDict[str, Loaded] = OrderedDict()  # by session id, or "t:" token
         self.flight: SingleFlight[Loaded] = SingleFlight(self.load)
 
@@ -191,7 +197,7 @@ class BetterAuthSessions:
                 or (actor is not None and row.impersonated_by != actor.user.id)):
             session.logout()
             return
-        role = row.role if row.role is not None else self.default_role
+        role = session_role(row.role, self.roles, self.default_role)
         if role != user.role:
             if actor is not None:  # the impersonation was allowed for the role it had
                 session.logout()
@@ -257,7 +263,7 @@ class BetterAuthSessions:
             return None
         claims: dict[str, Any] = {
             "sub": row.user_id,
-            "role": row.role if row.role is not None else self.default_role,
+            "role": session_role(row.role, self.roles, self.default_role),
             "jti": row.session_id,
             "iat": loaded.at,
             "chk": loaded.at,
