@@ -458,3 +458,19 @@ def test_the_benchmark_runs_and_a_bound_request_makes_no_query() -> None:
     assert results["queries"] == {"unbound": 0, "bound": 0}
     assert set(results["request_cost"]) >= {"unbound", "bound"}
     assert results["refresh_set_cookie_bytes"] > 0
+
+
+def test_an_expired_or_ended_session_cannot_refresh(client_for: Client, clock: Clock) -> None:
+    client = app_client(client_for, max_age=3600, max_lifetime=7200)
+    device = Device()
+    session_id = bind(client, device)["session_identifier"]
+    clock.now += 3600 + 60  # the refresh cookie's token has expired (max_age)
+    ended(client.post(REFRESH, headers={"Sec-Secure-Session-Id": session_id}))
+    client = app_client(client_for, max_age=3600, max_lifetime=7200)
+    session_id = bind(client, device)["session_identifier"]
+    for _ in range(2):  # refreshed in time...
+        clock.now += 3000
+        assert refresh(client, device, session_id).status_code == 200
+    clock.now += 3000  # ...but never past the absolute lifetime (max_lifetime)
+    ended(client.post(REFRESH, headers={"Sec-Secure-Session-Id": session_id}))
+    assert client.get("/me").json()["id"] is None
