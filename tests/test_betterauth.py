@@ -213,14 +213,19 @@ def test_another_strategy_reads_as_signed_out(betterauth: BetterAuth, strategy: 
 
 
 def test_expired_cookie_cache_reads_as_signed_out(betterauth: BetterAuth, strategy: str,
-                                                  client: TestClient) -> None:
+                                                  client: TestClient,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     app = betterauth.app(cookieCache={"enabled": True, "strategy": strategy, "maxAge": 60})
-    _, cookies = app.sign_up(f"late-{strategy}@example.com")
+    user_id, cookies = app.sign_up(f"late-{strategy}@example.com")
     decoded = codec(strategy).decode(cookies[DATA])
     assert decoded["exp"] - time.time() < 61
     with pytest.raises(ExpiredToken):
         codec(strategy).decode(cookies[DATA], now=decoded["exp"] + 11)
     assert codec(strategy).decode(cookies[DATA], now=decoded["exp"] - 1)["sub"]
+    assert read(client, cookies)["id"] == user_id
+    late = float(decoded["exp"] + 11)  # past the middleware's 10 s of leeway
+    monkeypatch.setattr(time, "time", lambda: late)
+    assert read(client, cookies)["id"] is None
 
 
 def test_another_cache_version_reads_as_signed_out(betterauth: BetterAuth, strategy: str) -> None:
