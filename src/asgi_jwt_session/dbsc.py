@@ -167,13 +167,13 @@ class DeviceBinding:
             refresh_name, max_age=config.max_age, path=self.refresh_path,
             domain=config.domain, same_site=config.same_site,
             partitioned=config.partitioned, max_size=config.max_cookie_size)
-        for cookie in (writer, self.refresh_writer):
-            if cookie.chunks_for(config.max_cookie_size) > 1:
-                fits = max(size for size in range(64, 4097) if cookie.chunks_for(size) == 1)
-                raise ValueError(
-                    f"DeviceBinding binds one cookie, and max_cookie_size="
-                    f"{config.max_cookie_size} would chunk it: set max_cookie_size={fits} "
-                    "or less")
+        # Both cookies hold the token whole: the largest that fits one Set-Cookie line.
+        fits = max(size for size in range(64, 4097) if writer.chunks_for(size) == 1
+                   and self.refresh_writer.chunks_for(size) == 1)
+        if config.max_cookie_size > fits:
+            raise ValueError(f"DeviceBinding binds one cookie, and max_cookie_size="
+                             f"{config.max_cookie_size} would chunk it: set "
+                             f"max_cookie_size={fits} or less")
         keyring: Keyring = codec.wire.keyring  # type: ignore[attr-defined]  # a TokenWire
         self.challenges = Challenges(keyring, lifetime=self.challenge_lifetime,
                                      leeway=config.leeway)
