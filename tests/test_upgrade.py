@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_jwt_session import JWTSessionMiddleware, Role, login, require_role
+from asgi_jwt_session import JWTSessionMiddleware, Role, SessionConfig, login, require_role
 from asgi_jwt_session.authjs import AuthJSFormat
 from asgi_jwt_session.freshness import Freshness, VersionFeed
 from tests.conftest import SECRET
@@ -51,6 +51,20 @@ def test_a_0_1_option_names_its_new_spelling(old: dict[str, Any], new: str) -> N
     app = Starlette(middleware=[Middleware(JWTSessionMiddleware, secret_key=SECRET, **old)])
     with pytest.raises(TypeError, match=r"Upgrading from 0\.1"), TestClient(app) as client:
         client.get("/")
+
+
+def test_0_1_options_in_session_config_name_their_new_spelling() -> None:
+    with pytest.raises(TypeError) as raised:
+        SessionConfig(store=STORE, format="authjs", role_claim="grp")  # type: ignore[call-arg]
+    message = str(raised.value)
+    assert message.startswith("SessionConfig() takes no format='authjs', store=, role_claim=")
+    assert "freshness=Freshness(store)" in message
+    assert "format=AuthJSFormat(role_claim='grp')" in message
+    assert "to JWTSessionMiddleware, not SessionConfig" in message
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'bogus'$"):
+        SessionConfig(bogus=1)  # type: ignore[call-arg]
+    assert SessionConfig(max_age=5).max_age == 5
+    assert "store" not in inspect.signature(SessionConfig).parameters
 
 
 def test_an_unknown_option_is_the_usual_error() -> None:

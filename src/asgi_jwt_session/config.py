@@ -8,6 +8,7 @@ from typing import Literal
 from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE
 from asgi_jwt_session.cookies import check_attribute
 from asgi_jwt_session.roles import RoleHierarchy
+from asgi_jwt_session.upgrade import names_new_spellings
 
 HOUR = 60 * 60
 DAY = 24 * HOUR
@@ -120,3 +121,7 @@ class SessionConfig:
     def renew_after_for(self, remember: bool) -> int:
         """When a token of a remembered (or a browser-session) sign-in is re-issued."""
         return min(self.update_age, self.token_lifetime_for(remember) // 2)
+
+
+# 0.1's options (store=, format="authjs", ...) raise a TypeError naming their new spelling.
+SessionConfig.__init__ = names_new_spellings(SessionConfig.__init__)  # type: ignore[method-assign]

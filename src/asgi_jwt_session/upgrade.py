@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["FORMAT_OPTIONS", "FRESHNESS_OPTIONS", "names_new_spellings", "old_options_error"]
 
+MIDDLEWARE = "JWTSessionMiddleware"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -30,14 +31,14 @@ def shown(name: str, value: object) -> str:
     return name
 
 
-def old_options_error(options: Mapping[str, object], format: object = None) -> TypeError:
-    """The ``TypeError`` for options ``JWTSessionMiddleware`` does not take (``options``)
-    or a 0.1 ``format=`` string: for 0.1's options it names what to write instead."""
+def old_options_error(options: Mapping[str, object], format: object = None,
+                      owner: str = MIDDLEWARE) -> TypeError:
+    """The ``TypeError`` for options ``owner`` does not take (``options``) or a 0.1
+    ``format=`` string: for 0.1's options it names what to write instead."""
     unknown = [name for name in options
                if name not in FRESHNESS_OPTIONS and name not in FORMAT_OPTIONS]
     if unknown:
-        return TypeError(f"JWTSessionMiddleware() got an unexpected keyword argument "
-                         f"{unknown[0]!r}")
+        return TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
     old_format = isinstance(format, str)
     given = [f"{name}=" for name in options]
     spellings = []
@@ -59,22 +60,26 @@ def old_options_error(options: Mapping[str, object], format: object = None) -> T
                          "(from asgi_jwt_session.authjs import AuthJSFormat)")
     elif old_format:
         spellings.append("nothing for format= (this package's tokens are the default)")
+    where = "" if owner == MIDDLEWARE else f" to {MIDDLEWARE}, not {owner}"
     return TypeError(
-        f"JWTSessionMiddleware() takes no {', '.join(given)} since 0.2: pass "
-        f"{' and '.join(spellings)}. See 'Upgrading from 0.1' in CHANGELOG.md.")
+        f"{owner}() takes no {', '.join(given)} since 0.2: pass "
+        f"{' and '.join(spellings)}{where}. See 'Upgrading from 0.1' in CHANGELOG.md.")
 
 
 def names_new_spellings(init: Callable[P, R]) -> Callable[P, R]:
-    """Decorator for ``JWTSessionMiddleware.__init__``: a keyword it does not take, or a
-    ``format=`` string, raises :func:`old_options_error` before the call. The signature
-    type checkers see is ``init``'s own."""
+    """Decorator for the ``__init__`` of ``JWTSessionMiddleware`` and ``SessionConfig``:
+    a keyword it does not take, or a ``format=`` string, raises
+    :func:`old_options_error` before the call. The signature type checkers see is
+    ``init``'s own."""
     takes = set(inspect.signature(init).parameters)
+    owner = init.__qualname__.partition(".")[0]
 
     @functools.wraps(init)
     def checked(*args: Any, **kwargs: Any) -> Any:
         unknown = {name: value for name, value in kwargs.items() if name not in takes}
-        if unknown or isinstance(kwargs.get("format"), str):
-            raise old_options_error(unknown, kwargs.get("format"))
+        format = unknown.pop("format", kwargs.get("format"))  # 0.1's SessionConfig had it
+        if unknown or isinstance(format, str):
+            raise old_options_error(unknown, format, owner)
         return init(*args, **kwargs)
 
     return checked
