@@ -446,3 +446,22 @@ def test_several_roles_from_the_admin_plugin(betterauth: BetterAuth) -> None:
     cookies = app.sign_in("several@example.com")
     assert app.get_session(cookies)["user"]["role"] == "user,admin"
     assert read(TestClient(python_app("compact")), cookies, "/admin") == {"id": user_id}
+
+
+def test_compact_cache_whose_rows_look_like_its_end() -> None:
+    """A compact cache is read from its end: a user field that looks like the
+    expiry-and-signature tail (a JSON field of the app's) does not confuse it."""
+    import hashlib
+    import hmac
+
+    now = int(time.time())
+    rows = {"session": {"id": "s1", "userId": "u1", "expiresAt": "2999-01-01T00:00:00.000Z"},
+            "user": {"id": "u1", "role": "user",
+                     "prefs": {"a": 1, "expiresAt": 1, "signature": "A" * 43}},
+            "updatedAt": now * 1000, "version": "1"}
+    cached, expires = orjson.dumps(rows), b"%d" % ((now + 60) * 1000)
+    mac = hmac.digest(SECRET.encode(), cached[:-1] + b',"expiresAt":' + expires + b"}",
+                      hashlib.sha256)
+    text = (b'{"session":' + cached + b',"expiresAt":' + expires + b',"signature":"'
+            + b64url_encode(mac).encode() + b'"}')
+    assert codec("compact").decode(b64url_encode(text))["sub"] == "u1"

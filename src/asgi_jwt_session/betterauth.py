@@ -83,7 +83,7 @@ B64URL = re.compile(r"[A-Za-z0-9_-]+")
 JWS = re.compile(r"([A-Za-z0-9_-]{2,256})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
 # The end of a compact cookie cache: its expiry and signature, as JSON.stringify writes them.
 COMPACT_HEAD = b'{"session":'
-COMPACT_TAIL = re.compile(rb',"expiresAt":([0-9]{1,16}),"signature":"([A-Za-z0-9_-]{43})"\}')
+COMPACT_TAIL = re.compile(rb',"expiresAt":([0-9]{1,16}),"signature":"([A-Za-z0-9_-]{43})"\}\Z')
 JWS_HEADER = frozenset({"alg", "typ"})
 DECRYPT_ERRORS = (InvalidSignature, InvalidTag, ValueError)
 # User members copied into the session's claims (the rest stay with Better Auth).
@@ -251,8 +251,8 @@ class BetterAuthWire:
 
     def verify_compact(self, token: str) -> bytes:
         text = b64url_decode(token)
-        tail = COMPACT_TAIL.search(text, len(COMPACT_HEAD))
-        if not text.startswith(COMPACT_HEAD) or tail is None or tail.end() != len(text):
+        tail = COMPACT_TAIL.search(text, len(COMPACT_HEAD))  # the end: S may hold the like
+        if not text.startswith(COMPACT_HEAD) or tail is None:
             raise InvalidToken("Better Auth compact cookie cache has another shape")
         cached = text[len(COMPACT_HEAD):tail.start()]  # S, as Better Auth serialized it
         if not cached.endswith(b"}") or cached == b"{}":
