@@ -250,9 +250,14 @@ class RoleStore:
             # past their session's end go at the user's next sign-in (pruning).
             since: Any = s.revoked_at.is_not(None)
             if "revoked_at" in c:
-                never = sa.literal_column("'-infinity'::timestamptz" if self.is_postgres
-                                          else "''")
+                never: Any = sa.literal_column(
+                    "'-infinity'::timestamptz" if self.is_postgres else "''")
                 since = s.revoked_at > sa.func.coalesce(c.revoked_at, never)
+                if self.is_postgres:
+                    # Bounded on both sides, the planner guesses a narrow range (not a
+                    # third of the table) and reads the index even for a user with
+                    # 100,000 rows.
+                    since &= s.revoked_at < sa.literal_column("'infinity'::timestamptz")
             query = query.add_columns(revoked.where(s.user_id == c.id, since).scalar_subquery())
         query = query.where(c.id == sa.bindparam("user_id", type_=sa.Text))
         self._get_user_query = sa.text(str(query.compile(dialect=dialect)))
