@@ -274,7 +274,11 @@ def test_revocation_makes_the_next_refresh_fail(
     refreshes = [event for event in server.events(agent)
                  if event["path"] == REFRESH and event["at"] >= revoked_at and event["proof"]]
     assert refreshes and all(event["status"] == 401 for event in refreshes)
+    refused_at = refreshes[0]["at"]
     assert who(context)["user"] is None  # and it stays signed out
+    # {"continue": false} ended the browser's DBSC session: it asks for no more refreshes.
+    assert not [event for event in server.events(agent)
+                if event["path"] == REFRESH and event["at"] > refused_at]
 
 
 def test_chromium_without_dbsc_keeps_a_normal_session(playwright: Playwright,
