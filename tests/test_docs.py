@@ -126,9 +126,8 @@ def session_apps(namespace: dict[str, Any], made: list[JWTSessionMiddleware],
 def check_guards_answer(page: Path, namespace: dict[str, Any],
                         made: list[JWTSessionMiddleware]) -> None:
     """A guarded route of each app the page sets up answers 401 to a request without a
-    session, as the guards promise; a set-up where it answers 500 (the middleware
-    wrapped around a Starlette app from outside, whose error middleware meets the
-    guard's error first) fails the page."""
+    session, as the guards promise; a set-up where it answers 500 (an app whose own
+    handler answers the guard's error first) fails the page."""
     for name, entry, app in session_apps(namespace, made):
         route = Route(PROBE, probe)
         app.router.routes.insert(0, route)  # before any stand-in (`routes=[...]`)
@@ -305,9 +304,13 @@ def test_readme_quick_start_is_mypy_strict_clean(tmp_path: Path) -> None:
 
 SET_UPS = {
     "wrapped from outside": ("app = Starlette(routes=[Route('/', home)])\n"
-                             "JWTSessionMiddleware(app, secret_key=SECRET)\n", 500),
+                             "JWTSessionMiddleware(app, secret_key=SECRET)\n", None),
     "wrapped from outside, kept": ("app = Starlette(routes=[Route('/', home)])\n"
-                                   "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", 500),
+                                   "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", None),
+    "wrapped, AuthError answered with 500 by the app": (
+        "app = Starlette(exception_handlers={AuthError: lambda request, exc: "
+        "PlainTextResponse('no', 500)})\n"
+        "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", 500),
     "wrapped, with the exception handlers": (
         "app = Starlette(exception_handlers=exception_handlers)\n"
         "asgi = JWTSessionMiddleware(app, secret_key=SECRET)\n", None),
@@ -327,7 +330,7 @@ def test_runner_fails_a_page_whose_guards_answer_500(set_up: str, docs_env: Path
         "```python\nimport os\n\nfrom starlette.applications import Starlette\n"
         "from starlette.middleware import Middleware\nfrom starlette.responses import "
         "PlainTextResponse\nfrom starlette.routing import Route\n\n"
-        "from asgi_jwt_session import JWTSessionMiddleware\n"
+        "from asgi_jwt_session import AuthError, JWTSessionMiddleware\n"
         "from asgi_jwt_session.responses import exception_handlers\n\n"
         "SECRET = os.environ['SESSION_SECRET']\n\n\n"
         "async def home(request):\n    return PlainTextResponse('home')\n\n\n"
