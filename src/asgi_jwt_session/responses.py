@@ -266,8 +266,9 @@ async def refuse_websocket(websocket: WebSocket, refusal: WebSocketRefusal) -> N
 
 
 async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | None:
-    """Starlette exception handler for :class:`AuthError`, for when the middleware wraps
-    a Starlette app from outside (its own error middleware would answer 500 first)."""
+    """Starlette exception handler for :class:`AuthError`, for a Starlette app that
+    answers its errors before the middleware sees them: one mounted inside the app that
+    has the middleware (its own error middleware would answer 500 first)."""
     assert isinstance(exc, AuthError)
     if isinstance(conn, WebSocket):
         refusal = WebSocketRefusal(exc.status_code, exc.close_code, error_body(exc),
@@ -324,5 +325,6 @@ exception_handlers: Mapping[Any, Any] = {
     StoreUnavailable: store_unavailable_handler,
 }
 """``Starlette(..., exception_handlers=exception_handlers)``: answers the guards'
-exceptions in an app that the middleware wraps from outside, and the role store's
+exceptions in a mounted sub-app (an app the middleware wraps from outside is answered
+without it), and the role store's
 :class:`~asgi_jwt_session.errors.StoreUnavailable` (503, ``Retry-After``) in any app."""
