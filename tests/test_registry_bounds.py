@@ -358,3 +358,21 @@ async def test_postgres_reads_the_revoked_ids_on_the_index(postgres: PostgresSer
         plan = "\n".join(row[0] for row in await store.database.fetch_all(f"EXPLAIN {query}"))
         assert f"Seq Scan on {store.sessions.name}" not in plan, plan
         assert f"ix_{store.sessions.name}_user_revoked" in plan, plan
+
+
+@pytest.mark.anyio
+async def test_a_revoked_session_renewed_before_its_revalidation_is_read_by_id(
+        store: RoleStore) -> None:
+    # A token without a sign-in time (Auth.js without auth_time) is judged by when it
+    # was issued: renewed after "sign out other devices", only its id can end it.
+    start = datetime.now(UTC) - HOUR
+    for i in range(2):
+        await store.record_session(row(f"s{i}", "alice", start + timedelta(seconds=i)),
+                                   first=True)
+    alice = await store.revoke_other_sessions("alice", "s1")
+    assert alice.revoked_sessions == frozenset()
+    await store.record_session(row("s0", "alice", start, renewed=datetime.now(UTC)),
+                               first=False)
+    alice = await store.get_user("alice")
+    assert alice is not None and alice.revoked_sessions == frozenset({"s0"})
+    assert [s.id for s in await store.list_sessions("alice")] == ["s1"]  # still revoked

@@ -754,11 +754,15 @@ class RoleStore:
         }
         insert = (postgresql.insert if self.is_postgres else sqlite.insert)(sessions)
         insert = insert.values(values)
+        # A revoked row stays revoked; renewed (a token issued before a revalidation
+        # refused it) it counts as revoked now, after the user's revoked_at, so
+        # revalidation reads its id: a session whose sign-in time is unknown (judged by
+        # when it was issued) would survive revoked_at.
+        updates: dict[str, Any] = {name: insert.excluded[name] for name in SESSION_UPDATES}
+        updates["revoked_at"] = sa.case((s.revoked_at.is_(None), s.revoked_at),
+                                        else_=self._now())
         query = insert.on_conflict_do_update(
-            index_elements=[s.id],
-            set_={name: insert.excluded[name] for name in SESSION_UPDATES},
-            where=s.user_id == insert.excluded.user_id,
-        )
+            index_elements=[s.id], set_=updates, where=s.user_id == insert.excluded.user_id)
         await self._execute(query)
         if first:
             horizon = self._time(session.renewed_at - PRUNE_MARGIN)
