@@ -294,7 +294,8 @@ async def test_a_planted_chunk_does_not_break_a_valid_session() -> None:
 
 def near_budget_token(now: int, budget: int = 12 * 1024, **extra: Any) -> str:
     """A token a few characters under ``budget`` that is due for renewal and has no
-    ``auth_time``, ``chk`` or ``ver``: its re-issue adds them, and does not fit."""
+    ``chk`` or ``ver``: its re-issue under a freshness policy adds them, and does not
+    fit (a re-issue never adds ``auth_time``, so without a policy it would fit)."""
     codec = TokenCodec(SECRET)
     base = {"sub": "alice", "role": "USER", "jti": "j1", "iat": now - 2 * DAY,
             "exp": now + DAY, **extra}
@@ -312,7 +313,8 @@ def near_budget_token(now: int, budget: int = 12 * 1024, **extra: Any) -> str:
 
 async def test_a_renewal_that_does_not_fit_keeps_the_cookie(
         caplog: pytest.LogCaptureFixture) -> None:
-    app = app_with()
+    """The renewal (same user, same role) adds the check's ``chk`` and ``ver``."""
+    app = app_with(freshness=Freshness(Users(alice=("USER", 1)), revalidate_after=60))
     token = near_budget_token(int(time.time()))
     with caplog.at_level(logging.WARNING, logger="asgi_jwt_session"):
         response = await get(app, "/expires", f"session={token}")
