@@ -15,7 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from asgi_jwt_session import Role, Session, auth, login
+from asgi_jwt_session import Role, Session, auth, login, logout
 from tests.conftest import Clock, make_app, set_cookies, sign_in
 
 Client = Callable[..., TestClient]
@@ -196,3 +196,24 @@ def test_login_on_a_websocket_is_refused(client_for: Client) -> None:
     sign_in(client, "alice")  # over HTTP: the socket sees the session
     with client.websocket_connect("/ws") as websocket:
         assert websocket.receive_json()["user"] == "alice"
+
+
+def test_logout_on_a_websocket_is_refused(client_for: Client) -> None:
+    # It once emptied the socket's session and returned: no cookie was expired, so the
+    # browser stayed signed in.
+    async def ws_logout(websocket: WebSocket) -> None:
+        await websocket.accept()
+        for conn in (websocket, websocket.scope):
+            with pytest.raises(TypeError, match=r"a websocket cannot expire the session "
+                                                r"cookie.*Sign out over HTTP"):
+                logout(conn)
+        signed_in = auth(websocket)
+        user = signed_in.user if signed_in is not None else None
+        await websocket.send_json({"user": None if user is None else user.id})
+        await websocket.close()
+
+    client = client_for(make_app(WebSocketRoute("/ws-logout", ws_logout)))
+    sign_in(client, "alice")
+    with client.websocket_connect("/ws-logout") as websocket:
+        assert websocket.receive_json() == {"user": "alice"}  # the session is untouched
+    assert client.get("/me").json()["id"] == "alice"

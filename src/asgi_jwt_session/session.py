@@ -523,5 +523,20 @@ def reauthenticate(conn: HTTPConnection | Scope) -> Session:
 
 
 def logout(conn: HTTPConnection | Scope) -> None:
-    """Sign out: the session is emptied and its cookie expired."""
+    """Sign out: the session is emptied and its cookie expired.
+
+    HTTP only: a websocket cannot expire the cookie, so ``logout(websocket)`` raises
+    ``TypeError`` (the browser would stay signed in). Sign out over HTTP (``POST
+    /auth/signout`` or your own endpoint); to end the session from the socket's side,
+    revoke it (:func:`~asgi_jwt_session.registry.revoke_session` with a registry, or
+    :func:`~asgi_jwt_session.store.revoke_sessions`) and close the socket.
+    """
+    scope = cast("Scope", getattr(conn, "scope", conn))
+    if scope.get("type") == "websocket":
+        raise TypeError(
+            "logout() on a websocket: a websocket cannot expire the session cookie, so the "
+            "browser would stay signed in. Sign out over HTTP (POST /auth/signout or your "
+            "own endpoint); to end the session from the socket, revoke it "
+            "(revoke_session() with a session registry, or revoke_sessions()) and close "
+            "the socket")
     get_session(conn).logout()
