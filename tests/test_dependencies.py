@@ -394,6 +394,26 @@ def test_openapi_registry_routes_only_with_a_registry(client_for: Client) -> Non
     assert sessions <= set(with_registry.openapi()["paths"])
 
 
+def test_openapi_registry_routes_list_the_impersonation_refusal() -> None:
+    # While an admin impersonates the user, these answer 403 {"reason": "impersonating"};
+    # the schema once listed only the CSRF refusal (and nothing for the GET).
+    api = FastAPI()
+    api.include_router(session_router(registry=True))
+    paths = api.openapi()["paths"]
+    for path, method in (("/auth/sessions", "get"),
+                         ("/auth/sessions/{session_id}/revoke", "post"),
+                         ("/auth/sessions/revoke-others", "post")):
+        refused = paths[path][method]["responses"]["403"]
+        assert 'reason "impersonating"' in refused["description"], path
+        body = refused["content"]["application/json"]
+        assert body["example"]["reason"] == "impersonating"
+        assert set(body["schema"]["properties"]) == {"detail", "reason"}
+        if method == "post":
+            assert "CSRF check failed" in refused["description"]
+    for path in ("/auth/session/refresh", "/auth/signout"):  # not refused then
+        assert "impersonating" not in paths[path]["post"]["responses"]["403"]["description"]
+
+
 def test_openapi_session_endpoints(api: FastAPI) -> None:
     paths = api.openapi()["paths"]
     assert "/auth/session.js" not in paths

@@ -152,6 +152,14 @@ REAUTHENTICATE: Responses = {401: error_response(
     f"{NOT_SIGNED_IN}, or signed in too long ago for this action "
     '(reason "reauthentication_required")')}
 CSRF_REFUSED: Responses = {403: error_response("CSRF check failed")}
+# What the session-management routes answer while an admin impersonates the user
+# (SessionRegistry(allow_impersonation=False), the default): see registry.acting.
+IMPERSONATING: Responses = {403: {
+    "description": 'While impersonating a user (reason "impersonating"): stop first',
+    "content": {"application/json": {
+        "schema": ERROR_BODY["application/json"]["schema"],
+        "example": {"detail": "Not while impersonating a user: stop first",
+                    "reason": "impersonating"}}}}}
 
 AUTH_RESPONSES: Responses = FORBIDDEN
 """401 and 403 as the guards answer them, for ``responses=AUTH_RESPONSES`` on a route
@@ -370,14 +378,15 @@ ROUTE_DOCS: dict[str, tuple[str, Responses]] = {
         303: {"description": "A browser's form post: back to its next page"},
         409: READ_ONLY}),
     "sessions": ("List the signed-in user's sessions", {
-        401: error_response("Not signed in"), 404: NO_STORE, 503: UNAVAILABLE}),
+        401: error_response("Not signed in"), **IMPERSONATING, 404: NO_STORE,
+        503: UNAVAILABLE}),
     "revoke_session": ("Sign one of the user's sessions out everywhere", {
-        401: error_response("Not signed in"),
+        401: error_response("Not signed in"), **IMPERSONATING,
         404: error_response("No such session, or no registry"), 409: READ_ONLY,
         503: UNAVAILABLE}),
     "revoke_other_sessions": ("Sign out every other session of the user", {
-        401: error_response("Not signed in"), 404: NO_STORE, 409: READ_ONLY,
-        503: UNAVAILABLE}),
+        401: error_response("Not signed in"), **IMPERSONATING, 404: NO_STORE,
+        409: READ_ONLY, 503: UNAVAILABLE}),
 }
 
 
