@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwcrypto import jwe, jwk
 from jwcrypto.jwa import JWA
 
-from asgi_jwt_session.codec import Codec, Compact, b64url_decode, b64url_encode
+from asgi_jwt_session.codec import Codec, Compact, b64url_encode
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
 from asgi_jwt_session.keys import SecretKey
 
@@ -213,9 +213,7 @@ class AuthJSWire:
                 raise UnknownKey(self.no_key_message(kid, enc))
         decrypt = self.encryptions[enc].decrypt
         aad = compact.header_segment.encode("ascii")
-        iv = b64url_decode(compact.iv)
-        ciphertext = b64url_decode(compact.ciphertext)
-        tag = b64url_decode(compact.tag)
+        iv, ciphertext, tag = compact.iv, compact.ciphertext, compact.tag
         for _, raw in candidates:
             try:
                 plaintext: bytes = decrypt(raw, aad, iv, ciphertext, tag)

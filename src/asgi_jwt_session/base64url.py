@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["b64url_decode", "b64url_encode", "is_canonical_b64url"]
+__all__ = ["CANONICAL_TAIL_BYTES", "b64url_decode", "b64url_encode", "is_canonical_b64url"]
 
-# Last base64url character when the unused low bits must be zero (canonical spelling).
+# Last base64url character when the unused low bits must be zero (canonical spelling),
+# by length mod 4; as characters, and as byte values for a segment in bytes.
 CANONICAL_TAIL = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+CANONICAL_TAIL_BYTES = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 

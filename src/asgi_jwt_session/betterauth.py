@@ -217,7 +217,7 @@ class BetterAuthWire:
     def parse_compact(self, token: str) -> Compact:
         if B64URL.fullmatch(token) is None or not is_canonical_b64url(token):
             raise InvalidToken("Better Auth compact cookie cache is not canonical base64url")
-        return tuple.__new__(Compact, (token, "", {"alg": "compact"}, "", token, ""))
+        return tuple.__new__(Compact, (token, "", {"alg": "compact"}, b"", b"", b""))
 
     def parse_jws(self, token: str) -> Compact:
         match = JWS.fullmatch(token)
@@ -233,7 +233,8 @@ class BetterAuthWire:
         if (type(header) is not dict or header.get("alg") != "HS256"
                 or not header.keys() <= JWS_HEADER or header.get("typ", "JWT") != "JWT"):
             raise InvalidToken(f"token header {header!r} is not allowed (only HS256)")
-        return tuple.__new__(Compact, (token, header_segment, header, "", payload, signature))
+        return tuple.__new__(Compact, (token, header_segment, header, b"",
+                                       b64url_decode(payload), b64url_decode(signature)))
 
     # -- verify or decrypt ----------------------------------------------------------------
 
@@ -241,12 +242,13 @@ class BetterAuthWire:
         if self.strategy == "compact":
             return self.verify_compact(compact.token)
         if self.strategy == "jwt":
-            signed = f"{compact.header_segment}.{compact.ciphertext}".encode("ascii")
+            # The signing input: the token up to its signature segment.
+            signed = compact.token[:compact.token.rindex(".")].encode("ascii")
             expected = hmac.digest(self.mac_key, signed, "sha256")
-            if not hmac.compare_digest(expected, b64url_decode(compact.tag)):
+            if not hmac.compare_digest(expected, compact.tag):
                 raise UnknownKey("Better Auth jwt cookie cache: bad signature (another "
                                  "secret, or tampered)")
-            return b64url_decode(compact.ciphertext)
+            return compact.ciphertext
         return self.decrypt_jwe(compact)
 
     def verify_compact(self, token: str) -> bytes:
@@ -273,8 +275,7 @@ class BetterAuthWire:
         if not candidates:
             raise UnknownKey(f"no Better Auth secret matches the cookie cache's kid {kid!r}")
         aad = compact.header_segment.encode("ascii")
-        iv, ciphertext, tag = (b64url_decode(compact.iv), b64url_decode(compact.ciphertext),
-                               b64url_decode(compact.tag))
+        iv, ciphertext, tag = compact.iv, compact.ciphertext, compact.tag
         for _, raw in candidates:
             try:
                 plaintext: bytes = self.cbc.decrypt(raw, aad, iv, ciphertext, tag)

@@ -10,15 +10,20 @@ check and the decoded-token cache.
 
 from __future__ import annotations
 
-import re
+import binascii
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from asgi_jwt_session.base64url import b64url_decode, b64url_encode, is_canonical_b64url
+from asgi_jwt_session.base64url import (
+    CANONICAL_TAIL_BYTES,
+    b64url_decode,
+    b64url_encode,
+    is_canonical_b64url,
+)
 from asgi_jwt_session.errors import ExpiredToken, InvalidToken, UnknownKey
 
 if TYPE_CHECKING:
@@ -53,10 +58,11 @@ DEFAULT_CACHE_SIZE = 8192
 ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "typ", "cty"})
 # Per content encryption: base64url lengths of the IV and the tag in a compact token.
 ENC_SHAPES = {"A256GCM": (16, 22), "A256CBC-HS512": (22, 43)}
-COMPACT = re.compile(
-    r"([A-Za-z0-9_-]{2,1024})\.([A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)"
-    r"\.([A-Za-z0-9_-]+)"
-)
+MAX_HEADER_SEGMENT = 1024
+# base64url to standard base64, for binascii; and the padding each length needs (a
+# length of 1 mod 4 gets one "=", which binascii refuses: no base64 has that length).
+STANDARD = bytes.maketrans(b"-_", b"+/")
+PADDING = (b"", b"=", b"==", b"=")
 # Latest time a claim may hold: 9999-12-31T23:59:59Z (datetime cannot go further).
 MAX_TIMESTAMP = 253402300799
 
@@ -97,24 +103,29 @@ CLAIM_CHECKS: dict[str, tuple[type, int]] = {
 }
 
 MISSING: Any = object()
+NOT_COMPACT = "token is not a compact JWE (five base64url parts)"
 
 
 class Compact(NamedTuple):
-    """A compact JWE that passed the shared checks: its segments and parsed header."""
+    """A token that passed the shared checks: the token, its header segment and parsed
+    header, and its IV, ciphertext and tag already decoded (a wire that checks its own
+    shape, see :class:`WireCodec`, puts what it decoded there)."""
 
     token: str
     header_segment: str
     header: Mapping[str, Any]
-    iv: str
-    ciphertext: str
-    tag: str
+    iv: bytes
+    ciphertext: bytes
+    tag: bytes
 
 
 def parse_header(segment: str, encs: frozenset[str]) -> dict[str, Any]:
-    """The protected header, refused unless it is ``dir`` with one of ``encs`` and
-    holds nothing outside the allow-list."""
+    """The protected header, refused unless it is canonical base64url of a JSON object
+    that is ``dir`` with one of ``encs`` and holds nothing outside the allow-list."""
+    if not is_canonical_b64url(segment):
+        raise InvalidToken("token is not canonical base64url")
     try:
-        header = orjson.loads(b64url_decode(segment))
+        header = orjson.loads(strict_b64url(segment.encode("ascii").translate(STANDARD)))
     except (ValueError, orjson.JSONDecodeError) as exc:
         raise InvalidToken("token header is not JSON") from exc
     if type(header) is not dict:
@@ -133,6 +144,13 @@ def parse_header(segment: str, encs: frozenset[str]) -> dict[str, Any]:
     if "kid" in header and type(header["kid"]) is not str:
         raise UnknownKey("token kid is not a string")
     return header
+
+
+def strict_b64url(part: bytes) -> bytes:
+    """Decode one segment already translated to the standard alphabet (``+/``), refusing
+    any character outside it and any length base64 cannot have (``binascii.Error``, a
+    ``ValueError``); the caller checks the canonical spelling."""
+    return binascii.a2b_base64(part + PADDING[len(part) & 3], strict_mode=True)
 
 
 def check_types(claims: Any) -> dict[str, Any]:
@@ -358,6 +376,8 @@ class Codec:
         self.max_token_size = max_token_size
         self.max_cached_size = max_token_size if max_cached_size is None else max_cached_size
         self.cache = TokenCache(cache_size)
+        # A wire whose tokens are not compact JWEs checks their shape itself.
+        self.parse: Callable[[str], Compact] | None = getattr(wire, "parse", None)
 
     def encode(self, claims: dict[str, Any]) -> str:
         """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
@@ -389,25 +409,40 @@ class Codec:
         return decoded
 
     def check(self, token: str) -> Compact:
-        """The shared checks, before any decryption work."""
-        if not isinstance(token, str) or len(token) > self.max_token_size:
+        """The shared checks, before any decryption work: size, the compact shape (five
+        segments, the second empty, strict base64url, canonical spelling), the header
+        allow-list, the IV and tag sizes of its ``enc``. The segments are decoded here,
+        once."""
+        if type(token) is not str or len(token) > self.max_token_size:
             raise InvalidToken("token is too large or not text")
-        parse = getattr(self.wire, "parse", None)
-        if parse is not None:  # a wire whose tokens are not compact JWEs checks their shape
-            return parse(token)  # type: ignore[no-any-return]
-        match = COMPACT.fullmatch(token)
-        if match is None:
-            raise InvalidToken("token is not a compact JWE (five base64url parts)")
-        header_segment, key, iv, ciphertext, tag = match.groups()
+        if self.parse is not None:  # a wire whose tokens are not compact JWEs
+            return self.parse(token)
+        # "+", "/" and "=" would pass as standard base64 below: unpadded base64url has none.
+        if not token.isascii() or "+" in token or "/" in token or "=" in token:
+            raise InvalidToken(NOT_COMPACT)
+        parts = token.encode("ascii").translate(STANDARD).split(b".")
+        if len(parts) != 5:
+            raise InvalidToken(NOT_COMPACT)
+        header_part, key, iv, ciphertext, tag = parts
+        if not (1 < len(header_part) <= MAX_HEADER_SEGMENT and iv and ciphertext and tag):
+            raise InvalidToken(NOT_COMPACT)
         if key:
             raise InvalidToken("token has an encrypted key, but alg 'dir' has none")
-        if not (is_canonical_b64url(header_segment) and is_canonical_b64url(iv)
-                and is_canonical_b64url(ciphertext) and is_canonical_b64url(tag)):
-            raise InvalidToken("token is not canonical base64url")
+        header_segment = token[:len(header_part)]
         wire = self.wire
+        # A header this wire writes is matched exactly (so it is canonical already).
         header = wire.headers.get(header_segment) or parse_header(header_segment, wire.encs)
         iv_size, tag_size = ENC_SHAPES[header["enc"]]
         if len(iv) != iv_size or len(tag) != tag_size:
             raise InvalidToken(f"token is not a dir/{header['enc']} compact JWE (IV or tag size)")
+        tail = CANONICAL_TAIL_BYTES
+        for part in (iv, ciphertext, tag):
+            remainder = len(part) & 3
+            if remainder and (remainder == 1 or part[-1] not in tail[remainder]):
+                raise InvalidToken("token is not canonical base64url")
+        try:
+            decoded = (strict_b64url(iv), strict_b64url(ciphertext), strict_b64url(tag))
+        except ValueError as exc:  # a character outside the alphabet, misplaced "="
+            raise InvalidToken(NOT_COMPACT) from exc
         # tuple.__new__: the NamedTuple without its Python-level __new__ (the cold path).
-        return tuple.__new__(Compact, (token, header_segment, header, iv, ciphertext, tag))
+        return tuple.__new__(Compact, (token, header_segment, header, *decoded))

@@ -19,7 +19,6 @@ from asgi_jwt_session.codec import (
     DEFAULT_MAX_TOKEN_SIZE,
     Codec,
     Compact,
-    b64url_decode,
     b64url_encode,
 )
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
@@ -64,11 +63,8 @@ class TokenWire:
         if cipher is None:
             raise UnknownKey("token was encrypted with a key this keyring does not hold")
         try:
-            return cipher.decrypt(
-                b64url_decode(compact.iv),
-                b64url_decode(compact.ciphertext) + b64url_decode(compact.tag),
-                compact.header_segment.encode("ascii"),
-            )
+            return cipher.decrypt(compact.iv, compact.ciphertext + compact.tag,
+                                  compact.header_segment.encode("ascii"))
         except self.invalid as exc:
             raise InvalidToken("token failed to decrypt") from exc
 
