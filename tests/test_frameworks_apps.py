@@ -30,7 +30,8 @@ HTML = {"accept": "text/html"}
 
 
 class Served:
-    def __init__(self, url: str, module: ModuleType) -> None:
+    def __init__(self, name: str, url: str, module: ModuleType) -> None:
+        self.name = name
         self.url = url
         self.cookie: str = module.COOKIE
         self.csrf_cookie: str = module.CSRF_COOKIE
@@ -52,7 +53,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
          "--port", str(port), "--log-level", "warning"], cwd=ROOT)
     try:
         wait_for_port(port, timeout=20)
-        yield Served(f"http://127.0.0.1:{port}", module)
+        yield Served(request.param, f"http://127.0.0.1:{port}", module)
     finally:
         process.terminate()
         process.wait(10)
@@ -123,6 +124,22 @@ def test_framework_signout(served: Served) -> None:
         if served.own_cookie is not None:
             assert client.cookies.get(served.own_cookie)  # the framework's, kept apart
         assert client.get("/me").json()["user"] is None
+
+
+def test_framework_specific_routes(served: Served) -> None:
+    """Litestar's session_user dependency; Django's decorator on a sync view."""
+    route = {"litestar": "/whoami", "django": "/admin-sync"}.get(served.name)
+    if route is None:
+        pytest.skip("no route of its own")
+    with served.client() as client:
+        assert client.get(route, headers=JSON).status_code == 401
+        sign_in(client, "bob", "USER")
+        if served.name == "litestar":
+            assert client.get(route).json() == {"user": "bob", "role": "USER"}
+        else:
+            assert client.get(route, headers=JSON).status_code == 403
+            sign_in(client, "root", "ADMIN")
+            assert client.get(route).json() == {"admin": "root"}
 
 
 def test_bogus_cookie(served: Served) -> None:

@@ -21,6 +21,7 @@ from asgi_jwt_session import auth, login, logout, require_role  # noqa: E402
 from asgi_jwt_session.integrations.django import (  # noqa: E402
     asgi_application,
     requires_login,
+    requires_role,
     session,
 )
 from tests.framework_apps import SECRET  # noqa: E402
@@ -42,8 +43,13 @@ async def me(request: HttpRequest) -> JsonResponse:
 
 
 @requires_login
-def member(request: HttpRequest) -> JsonResponse:
+async def member(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": session(request).user.id})  # type: ignore[union-attr]
+
+
+@requires_role("ADMIN")
+def admin_sync(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"admin": session(request).user.id})  # type: ignore[union-attr]
 
 
 def admin(request: HttpRequest) -> JsonResponse:
@@ -67,6 +73,7 @@ def framework_signout(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("login", sign_in), path("me", me), path("member", member), path("admin", admin),
     path("big", big), path("framework-signout", framework_signout),
+    path("admin-sync", admin_sync),
 ]
 
 app = asgi_application(secret_key=SECRET)

@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Request, WebSocket, get, post, websocket
+from litestar.di import NamedDependency, Provide
 
-from asgi_jwt_session import auth, login
-from asgi_jwt_session.integrations.litestar import JWTSessionPlugin, requires_login, requires_role
+from asgi_jwt_session import SessionUser, auth, login
+from asgi_jwt_session.integrations.litestar import (
+    JWTSessionPlugin,
+    requires_login,
+    requires_role,
+    session_user,
+)
 from tests.framework_apps import SECRET
 
 COOKIE = "session"
@@ -30,6 +36,12 @@ def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @get("/member", guards=[requires_login], sync_to_thread=False)
 def member(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"user": request.session.user.id}
+
+
+@get("/whoami", dependencies={"user": Provide(session_user, sync_to_thread=False)},
+     sync_to_thread=False)
+def whoami(user: NamedDependency[SessionUser]) -> dict[str, Any]:
+    return {"user": user.id, "role": user.role}
 
 
 @get("/admin", guards=[requires_role("ADMIN")], sync_to_thread=False)
@@ -64,5 +76,5 @@ async def ws_admin(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.close()
 
 
-app = Litestar([sign_in, me, member, admin, big, framework_signout, ws, ws_admin],
+app = Litestar([sign_in, me, member, whoami, admin, big, framework_signout, ws, ws_admin],
                plugins=[JWTSessionPlugin(secret_key=SECRET)])
