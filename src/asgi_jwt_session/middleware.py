@@ -110,6 +110,11 @@ class JWTSessionMiddleware:
     It also fills ``request.user`` / ``request.auth`` for Starlette's ``@requires``, and
     answers the guards' ``AuthError`` (login redirect, 401, 403; a websocket is refused
     with 401 / 403, or closed with 4401 / 4403).
+
+    A framework that replaces ``scope["session"]`` (Litestar's ``clear_session()``,
+    ``set_session()``) is followed: the session written is the one in the scope as the
+    response starts; a mapping there is new data with nobody signed in, and ``None`` or
+    any other value signs the user out.
     """
 
     @names_new_spellings  # a 0.1 option raises a TypeError that names its new spelling
