@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -43,15 +44,46 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0,
+                  process: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once something listens on ``port``; raise :class:`ServerUnavailable` after
+    ``timeout`` seconds, or as soon as ``process`` (the server) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
+            if process is not None and process.poll() is not None:
+                raise ServerUnavailable(f"the server exited with {process.returncode} "
+                                        f"before it listened on 127.0.0.1:{port}") from None
             time.sleep(0.05)
     raise ServerUnavailable(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def serve(command: Callable[[int], list[str]], *, timeout: float = 20.0, tries: int = 3,
+          cwd: str | Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``command(port)`` on a free port and wait until it listens: the process and
+    its port. A server that exits first is started again on another port (the port can
+    be taken between :func:`free_port` and the server's bind); after ``tries`` starts,
+    :class:`ServerUnavailable` carries the end of its output."""
+    for attempt in range(tries):
+        port = free_port()
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(command(port), cwd=cwd, stdout=output,
+                                       stderr=subprocess.STDOUT)
+            try:
+                wait_for_port(port, timeout, process)
+                return process, port
+            except ServerUnavailable as exc:
+                exited = process.poll() is not None
+                process.terminate()
+                process.wait(10)
+                output.seek(0)
+                said = output.read().decode(errors="replace").strip()[-2000:]
+                if attempt == tries - 1 or not exited:
+                    raise ServerUnavailable(f"{exc}; it said:\n{said}") from None
+    raise AssertionError("unreachable")
 
 
 def first_line(command: list[str]) -> str | None:

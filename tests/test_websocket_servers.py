@@ -10,7 +10,6 @@ Starlette app, and wrapping an app from outside that has ``exception_handlers``.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -19,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from support.servers import free_port, wait_for_port
+from support.servers import serve
 from tests.app_processes import ROOT
 
 APP = "tests.websocket_app:app"
@@ -55,11 +54,8 @@ def command(server: str, port: int) -> list[str]:
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """``(server name, base URL)`` of the test app served by that server."""
     server: str = request.param
-    port = free_port()
-    process = subprocess.Popen(command(server, port), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, port = serve(lambda port: command(server, port), cwd=ROOT)
     try:
-        wait_for_port(port, timeout=20)
         yield server, f"127.0.0.1:{port}"
     finally:
         process.terminate()
