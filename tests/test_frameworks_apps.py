@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from support.servers import free_port, wait_for_port
+from support.servers import serve
 from tests.app_processes import ROOT
 from tests.framework_apps import SECRET
 
@@ -47,12 +47,10 @@ class Served:
 def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     name = f"tests.framework_apps.{request.param}_app"
     module = importlib.import_module(name)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"{name}:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"], cwd=ROOT)
+    process, port = serve(lambda port: [sys.executable, "-m", "uvicorn", f"{name}:app",
+                                        "--host", "127.0.0.1", "--port", str(port),
+                                        "--log-level", "warning"], cwd=ROOT)
     try:
-        wait_for_port(port, timeout=20)
         yield Served(request.param, f"http://127.0.0.1:{port}", module)
     finally:
         process.terminate()

@@ -5,7 +5,6 @@ response, HEAD, and a streamed response that writes the session."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from support.servers import free_port, wait_for_port
+from support.servers import serve
 from tests.app_processes import ROOT
 from tests.framework_apps.server_app import BLOB
 
@@ -42,11 +41,8 @@ ACCEPT_HEADERS = {"uvicorn-h11", "uvicorn-httptools", "hypercorn-asyncio", "hype
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    process = subprocess.Popen(SERVERS[request.param](port), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, port = serve(SERVERS[request.param], cwd=ROOT)
     try:
-        wait_for_port(port, timeout=20)
         yield request.param, f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
