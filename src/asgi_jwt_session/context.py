@@ -7,17 +7,19 @@ long a new cookie is), never the middleware object itself.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from starlette.requests import HTTPConnection
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
+from asgi_jwt_session.codec import Decoded
 from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session
 
-__all__ = ["SCOPE_KEY", "FreshnessHook", "SessionContext", "get_context"]
+__all__ = ["SCOPE_KEY", "DeviceBindingHook", "FreshnessHook", "SessionContext", "get_context"]
 
 SCOPE_KEY = "session_context"
 
@@ -46,6 +48,28 @@ class FreshnessHook(Protocol):
         impersonator's own session, during an impersonation); called as the response
         starts, not when revalidation signs it out. Never raises (the session registry
         revokes it here, so a copy of the cookie is refused everywhere)."""
+
+
+class DeviceBindingHook(Protocol):
+    """What the middleware needs of device binding
+    (:class:`asgi_jwt_session.dbsc.DeviceBinding` is one)."""
+
+    @property
+    def paths(self) -> Collection[str]:
+        """The paths the binding answers itself (the middleware hands them over)."""
+
+    def attach(self, middleware: Any) -> None:
+        """Check the options of ``middleware`` (the :class:`JWTSessionMiddleware` that
+        takes this binding) and take what it needs of it; raises when they do not fit."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer an http request to one of :attr:`paths`."""
+
+    def response_headers(self, scope: Scope, session: Session, jti: str | None,
+                         decoded: Decoded | None, lines: list[str],
+                         ) -> list[tuple[bytes, bytes]]:
+        """Headers a response adds as it writes the session cookie (``lines``): ``jti``
+        and ``decoded`` are the session id and token the request came with."""
 
 
 @dataclass(frozen=True, slots=True)

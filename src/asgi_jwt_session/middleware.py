@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, LRUCache, SessionFormat
 from asgi_jwt_session.config import DAY, HOUR, SessionConfig
-from asgi_jwt_session.context import SCOPE_KEY, FreshnessHook, SessionContext
+from asgi_jwt_session.context import SCOPE_KEY, DeviceBindingHook, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
 from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
 from asgi_jwt_session.keys import SecretKey
@@ -22,9 +22,6 @@ from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenFormat
 from asgi_jwt_session.upgrade import names_new_spellings
 from asgi_jwt_session.users import SessionAuth
-
-if TYPE_CHECKING:
-    from asgi_jwt_session.dbsc import DeviceBinding
 
 __all__ = ["JWTSessionMiddleware"]
 
@@ -143,7 +140,7 @@ class JWTSessionMiddleware:
         format: SessionFormat | None = None,
         freshness: FreshnessHook | None = None,
         config: SessionConfig | None = None,
-        device_binding: DeviceBinding | None = None,
+        device_binding: DeviceBindingHook | None = None,
     ) -> None:
         self.app = app
         options = dict(
