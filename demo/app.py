@@ -457,12 +457,14 @@ def create_app(database: str | None = None, secret: str | None = None, *,
     # registry records each sign-in (a row per session) for the "Active sessions" page.
     registry = SessionRegistry(store, device=coarse_device)
     freshness = Freshness(store, revalidate_after=60, registry=registry)
-    binding = {"device_binding": DeviceBinding(), "max_cookie_size": 3800} \
-        if device_binding else {}
-    middleware = [
-        Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
-                   freshness=freshness, **binding),
-    ]
+    if device_binding:  # a bound cookie fits one Set-Cookie line
+        installed = Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
+                               freshness=freshness, device_binding=DeviceBinding(),
+                               max_cookie_size=3800)
+    else:
+        installed = Middleware(JWTSessionMiddleware, secret_key=secret or secret_key(),
+                               freshness=freshness)
+    middleware = [installed]
     routes = [
         Route("/", home),
         Route("/login", login_page, methods=["GET"]),
