@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import http_sf
@@ -474,3 +475,124 @@ def test_an_expired_or_ended_session_cannot_refresh(client_for: Client, clock: C
     clock.now += 3000  # ...but never past the absolute lifetime (max_lifetime)
     ended(client.post(REFRESH, headers={"Sec-Secure-Session-Id": session_id}))
     assert client.get("/me").json()["id"] is None
+
+
+# --- a challenge serves once on every process (session registry) ---------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Any, table: str
+                    ) -> tuple[str, str]:
+    """A database two "processes" share (the URL, a users table of the test's own)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}", table
+    return request.getfixturevalue("postgres").dsn, table
+
+
+def registry_store(database: tuple[str, str]) -> Any:
+    from asgi_jwt_session.store import RoleStore
+
+    url, table = database
+    return RoleStore(url, table=table, sessions_table=f"{table}_sessions")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_store_records_each_challenge_once(shared_database: tuple[str, str]) -> None:
+    async with registry_store(shared_database) as one, registry_store(shared_database) as two:
+        await one.create_tables()
+        until = datetime.now(UTC) + timedelta(minutes=2)
+        assert await one.use_challenge("1.abc.def", until)
+        assert not await two.use_challenge("1.abc.def", until)  # another process
+        assert not await one.use_challenge("1.abc.def", until)
+        assert await two.use_challenge("1.abc.xyz", until)
+        # Rows past their end (and a margin) go, at most once a minute per store.
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        assert await one.use_challenge("0.old.one", long_ago)
+        two._challenges_pruned = 0.0
+        assert await two.use_challenge("2.new.one", until)
+        assert await one.use_challenge("0.old.one", long_ago)  # deleted: new again
+        queries = one.queries
+        assert await one.use_challenge("3.new.two", until)
+        assert one.queries == queries + 1  # pruned a moment ago: one statement
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def test_a_challenge_serves_once_on_every_process_with_a_registry(
+        client_for: Client, shared_database: tuple[str, str]) -> None:
+    # Two middleware instances (two processes) on one database: a signed registration or
+    # refresh replayed on the other one was accepted there, which only remembered the
+    # challenges it had seen itself.
+    from asgi_jwt_session.registry import SessionRegistry
+    from tests.conftest import opening
+
+    stores = [registry_store(shared_database) for _ in range(2)]
+    one_app, two_app = (
+        app_client(client_for, freshness=Freshness(store, registry=SessionRegistry(store)),
+                   lifespan=opening(store)) for store in stores)
+    device = Device()
+    with one_app as one, two_app as two:
+        one.portal.call(stores[0].create_user, "alice", "USER")  # type: ignore[attr-defined]
+        path, challenge = registration(one.get("/login", params={"user": "alice"}))
+        unbound = one.cookies["session"]
+        signed = {"Secure-Session-Response": device.proof(challenge, with_key=True)}
+        registered = one.post(path, headers=signed)
+        assert registered.status_code == 200, registered.text
+        replayed = two.post(path, headers={**signed, "cookie": f"session={unbound}"})
+        assert replayed.status_code == 401
+        assert "used before" in replayed.json()["detail"]
+
+        session_id = registered.json()["session_identifier"]
+        refresh_cookie = one.cookies[REFRESH_COOKIE]
+        asked = one.post(REFRESH, headers={"Sec-Secure-Session-Id": session_id})
+        challenge = str(http_sf.parse(asked.headers["secure-session-challenge"].encode(),
+                                      tltype="item")[0])
+        signed = {"Sec-Secure-Session-Id": session_id,
+                  "Secure-Session-Response": device.proof(challenge)}
+        assert one.post(REFRESH, headers=signed).status_code == 200
+        ended(two.post(REFRESH, headers={**signed,
+                                         "cookie": f"{REFRESH_COOKIE}={refresh_cookie}"}))
+        # A new challenge serves on the other process as well.
+        cookie = {"Sec-Secure-Session-Id": session_id,
+                  "cookie": f"{REFRESH_COOKIE}={one.cookies[REFRESH_COOKIE]}"}
+        asked = two.post(REFRESH, headers=cookie)
+        challenge = str(http_sf.parse(asked.headers["secure-session-challenge"].encode(),
+                                      tltype="item")[0])
+        assert two.post(REFRESH, headers={**cookie, "Secure-Session-Response":
+                                          device.proof(challenge)}).status_code == 200
+        ended(one.post(REFRESH, headers=signed))  # on its own process, as before
+
+
+# --- register_existing ---------------------------------------------------------------------
+
+
+def test_register_existing_offers_a_session_signed_in_before_once(client_for: Client
+                                                                  ) -> None:
+    before = client_for(base_url=HTTPS)  # the session was signed in before DBSC was on
+    before.get("/login", params={"user": "alice"})
+    cookie = {"cookie": f"session={before.cookies['session']}"}
+    jti = token_claims(before)["jti"]
+
+    off = app_client(client_for)  # the default: only a sign-in is offered
+    assert "secure-session-registration" not in off.get("/plain", headers=cookie).headers
+
+    on = client_for(base_url=HTTPS, max_cookie_size=3800,
+                    device_binding=DeviceBinding(bound_lifetime=BOUND, register_existing=True))
+    plain_http = on.get("http://testserver/plain", headers=cookie)
+    assert "secure-session-registration" not in plain_http.headers
+    assert "secure-session-registration" not in on.get("/plain").headers  # nobody signed in
+    offered = on.get("/plain", headers=cookie)  # a response that never touched the session
+    assert "cookie" in offered.headers["vary"].lower()
+    path, challenge = registration(offered)
+    assert "secure-session-registration" not in on.get("/plain", headers=cookie).headers
+    device = Device()
+    registered = on.post(path, headers={**cookie, "Secure-Session-Response":
+                                        device.proof(challenge, with_key=True)})
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["session_identifier"] == jti  # the same session, now bound
+    assert token_claims(on)["cnf"] == {"jwk": {
+        name: device.public[name] for name in ("crv", "kty", "x", "y")}}
+    assert on.get("/me").json()["id"] == "alice"
+    assert "secure-session-registration" not in on.get("/me").headers
+    with pytest.raises(TypeError, match="register_existing"):
+        DeviceBinding(register_existing="yes")  # type: ignore[arg-type]

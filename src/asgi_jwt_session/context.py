@@ -71,6 +71,15 @@ class DeviceBindingHook(Protocol):
         """Headers a response adds as it writes the session cookie (``lines``): ``jti``
         and ``decoded`` are the session id and token the request came with."""
 
+    @property
+    def register_existing(self) -> bool:
+        """Whether :meth:`offer_existing` is called on every http response."""
+
+    def offer_existing(self, scope: Scope, session: Session, jti: str | None
+                       ) -> tuple[bytes, bytes] | None:
+        """A header to add to any http response of ``session`` (``jti``: the session id
+        the request came with): an offer to bind a session signed in before, or ``None``."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:

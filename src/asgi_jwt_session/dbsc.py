@@ -26,9 +26,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 import orjson
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -37,9 +40,10 @@ from asgi_jwt_session.codec import Codec, Decoded, b64url_encode
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.cookies import CookieWriter, read_cookie_chunks
 from asgi_jwt_session.dbsc_proof import ALGORITHMS, Challenges, ProofError, verify_proof
-from asgi_jwt_session.errors import InvalidToken, SessionTooLarge, StoreUnavailable
+from asgi_jwt_session.errors import InvalidToken, SessionTooLarge, StoreUnavailable, describe
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.session import Session
+from asgi_jwt_session.store.base import ChallengeStore
 from asgi_jwt_session.tokens import TokenFormat, TokenWire
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ MAX_HEADER = 8192
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 NO_STORE = {"cache-control": "no-store"}
+OFFERS_REMEMBERED = 65536  # sessions offered a registration (register_existing), per process
 
 
 class Refused(Exception):
@@ -109,6 +114,12 @@ class DeviceBinding:
       refreshes (sent to ``refresh_path`` only); default ``__Secure-<session>-dbsc``.
     - ``scope_specification``: rules of the session's scope, as DBSC's session
       configuration writes them (``{"type": "exclude", "domain": ..., "path": ...}``).
+    - ``register_existing``: also offer registration to a session signed in before
+      (unbound), on its next response over https; each process offers it once.
+
+    With a session registry (``Freshness(store, registry=SessionRegistry(store))``),
+    each challenge answered is recorded in the store (one write per registration or
+    refresh), so it serves once on every process, not only on the one that saw it.
 
     Works with this package's token format and cookies that fit one Set-Cookie line;
     Auth.js or Better Auth cookies, and ``max_cookie_size`` that would chunk, are
@@ -124,6 +135,7 @@ class DeviceBinding:
         challenge_lifetime: int = 120,
         refresh_cookie: str | None = None,
         scope_specification: Sequence[dict[str, str]] = (),
+        register_existing: bool = False,
     ) -> None:
         if type(bound_lifetime) is not int or bound_lifetime <= 0:
             raise ValueError("bound_lifetime must be a positive number of seconds")
@@ -147,6 +159,10 @@ class DeviceBinding:
         self.challenge_lifetime = challenge_lifetime
         self.refresh_cookie_name = refresh_cookie
         self.scope_specification = [dict(rule) for rule in scope_specification]
+        if not isinstance(register_existing, bool):
+            raise TypeError("register_existing must be True or False")
+        self.register_existing = register_existing
+        self.offered: OrderedDict[str, None] = OrderedDict()  # session ids, per process
         self.attached: JWTSessionMiddleware | None = None
 
     def attach(self, middleware: JWTSessionMiddleware) -> None:
@@ -181,6 +197,15 @@ class DeviceBinding:
                                    cache_size=0, max_token_size=config.max_cookie_size)
         self.cookie_name = name
         self.writer = writer
+        # With a session registry, its store records the challenges answered.
+        registry = getattr(middleware.freshness, "registry", None)
+        store = getattr(registry, "store", None)
+        self.challenge_store: ChallengeStore | None = store if callable(
+            getattr(store, "use_challenge", None)) else None
+        self.store_timeout: float = getattr(registry, "timeout", 5.0)
+        if registry is not None and self.challenge_store is None:
+            logger.warning("DBSC: the session registry's store has no use_challenge(): "
+                           "a challenge serves once per process only")
         self.attached = middleware
 
     @property
@@ -206,16 +231,35 @@ class DeviceBinding:
             return [self.refresh_line(session, now)]
         added = []
         if session.jti != jti:  # a sign-in: offer to bind it
-            import http_sf
-
-            challenge = self.challenges.issue("register", session.jti, now)
-            offer: Any = [([http_sf.Token(alg) for alg in ALGORITHMS],
-                           {"path": self.registration_path, "challenge": challenge})]
-            value = http_sf.ser(offer)
-            added.append((REGISTRATION, value.encode("ascii")))
+            added.append(self.registration(session.jti, now))
         if was_bound:
             added.append(self.delete_refresh())
         return added
+
+    def registration(self, session_id: str, now: int) -> tuple[bytes, bytes]:
+        """The ``Secure-Session-Registration`` header that offers to bind a session."""
+        import http_sf
+
+        challenge = self.challenges.issue("register", session_id, now)
+        offer: Any = [([http_sf.Token(alg) for alg in ALGORITHMS],
+                       {"path": self.registration_path, "challenge": challenge})]
+        return REGISTRATION, http_sf.ser(offer).encode("ascii")
+
+    def offer_existing(self, scope: Scope, session: Session, jti: str | None
+                       ) -> tuple[bytes, bytes] | None:
+        """``register_existing``: the registration header for a session signed in
+        before, unbound, on its first response over https in this process (``None``
+        otherwise: a sign-in is offered by :meth:`response_headers`)."""
+        if scope.get("scheme") != "https" or session.user is None or jti is None \
+                or session.jti != jti or session.cnf is not None:
+            return None
+        offered = self.offered
+        if jti in offered:
+            return None
+        offered[jti] = None
+        if len(offered) > OFFERS_REMEMBERED:
+            offered.popitem(last=False)
+        return self.registration(jti, int(time.time()))
 
     def refresh_line(self, session: Session, now: int) -> tuple[bytes, bytes]:
         context = self.middleware.context
@@ -275,9 +319,10 @@ class DeviceBinding:
             raise Refused(409, "the session is bound already")
         try:
             payload, key = verify_proof(proof, None)
-            self.challenges.check(payload["jti"], "register", session.jti, now)
+            until = self.challenges.check(payload["jti"], "register", session.jti, now)
         except ProofError as exc:
             raise Refused(401, str(exc)) from exc
+        await self.spend(payload["jti"], until)
         session.cnf = {"jwk": key}
         return await self.issue(scope, session, seen.name, carried, decoded, now)
 
@@ -325,9 +370,10 @@ class DeviceBinding:
             return response
         try:
             payload, _ = verify_proof(proof, key)
-            self.challenges.check(payload["jti"], "refresh", session_id, now)
+            until = self.challenges.check(payload["jti"], "refresh", session_id, now)
         except ProofError as exc:
             raise Refused(401, str(exc)) from exc
+        await self.spend(payload["jti"], until)
         freshness = self.middleware.freshness
         if freshness is not None:  # a natural moment to revalidate: one store read
             try:
@@ -340,6 +386,30 @@ class DeviceBinding:
             if session.user is None:
                 raise Refused(401, "session revoked, or its user disabled or gone")
         return await self.issue(scope, session, self.cookie_name, [], None, now)
+
+    async def spend(self, challenge: str, until: int) -> None:
+        """With a session registry: record ``challenge`` as answered in its store (one
+        write), so a replay is refused on every process. When the store cannot be
+        reached, ``Freshness(on_store_error="signout")`` refuses; ``"keep"`` goes on
+        (logged), the challenge then serving once on this process only."""
+        store = self.challenge_store
+        if store is None:
+            return
+        leeway = self.middleware.config.leeway
+        try:
+            with anyio.fail_after(self.store_timeout):
+                first = await store.use_challenge(
+                    challenge, datetime.fromtimestamp(until + leeway, UTC))
+        except Exception as exc:  # the database down, or slow
+            reason = f"no answer within {self.store_timeout}s" \
+                if isinstance(exc, TimeoutError) else describe(exc)
+            if getattr(self.middleware.freshness, "on_store_error", "keep") == "signout":
+                raise Refused(401, f"store unavailable: {reason}") from exc
+            logger.warning("DBSC challenge not recorded (it serves once on this process "
+                           "only): %s", reason)
+            return
+        if not first:
+            raise Refused(401, "challenge was used before (on another process)")
 
     async def issue(self, scope: Scope, session: Session, name: str, carried: list[str],
                     decoded: Decoded | None, now: int) -> Response:

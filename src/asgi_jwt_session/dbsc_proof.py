@@ -9,6 +9,7 @@ A challenge is ``<time>.<nonce>.<mac>``: an HMAC-SHA256 over its purpose, the se
 id, the time and the nonce, under a key derived (HKDF) from the server's keyring. So it
 is bound to one session and one moment, cannot be forged, and needs no database; a
 :class:`Challenges` also remembers the ones used (per process) so each serves once.
+With a session registry, the store remembers them for every process (dbsc.py).
 """
 
 from __future__ import annotations
@@ -165,10 +166,10 @@ class Challenges:
         nonce = secrets.token_urlsafe(12)
         return f"{now}.{nonce}.{self.mac(self.keys[0], purpose, session_id, str(now), nonce)}"
 
-    def check(self, challenge: str, purpose: Purpose, session_id: str, now: int) -> None:
+    def check(self, challenge: str, purpose: Purpose, session_id: str, now: int) -> int:
         """Refuse a challenge that was not issued here for ``purpose`` and this session,
         is older than ``lifetime`` (or from the future), or was used before; then mark
-        it used."""
+        it used. Returns the last second it would have been accepted."""
         match = CHALLENGE.fullmatch(challenge) if isinstance(challenge, str) else None
         if match is None:
             raise ProofError("challenge is not one of ours")
@@ -187,3 +188,4 @@ class Challenges:
         used[challenge] = int(issued)
         if len(used) > self.remember:
             used.popitem(last=False)
+        return int(issued) + self.lifetime

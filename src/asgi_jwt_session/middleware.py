@@ -242,6 +242,8 @@ class JWTSessionMiddleware:
         # Who was signed in as the app started: when the app signs them out, the
         # freshness policy ends that session everywhere (its session registry, if any).
         signed_in, actor = session.user, session.actor
+        # DBSC's register_existing: a session signed in before may be offered binding.
+        offering = binding is not None and binding.register_existing and scope["type"] == "http"
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started, session
@@ -256,6 +258,12 @@ class JWTSessionMiddleware:
                 else:  # unchanged and nothing pending: no cookie to write or expire
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)
+            if offering and binding is not None and message["type"] == "http.response.start":
+                offer = binding.offer_existing(scope, session, opened[-1])
+                if offer is not None:
+                    headers = message["headers"] = list(message.get("headers", ()))
+                    add_vary_cookie(headers)
+                    headers.append(offer)
             await send(message)
 
         try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.store.base import (
+    ChallengeStore,
     Listener,
     SessionStore,
     Store,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from asgi_jwt_session.store.databases import RoleStore
 
 __all__ = [
+    "ChallengeStore",
     "Listener",
     "RoleStore",
     "SessionStore",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["Listener", "Observable", "SessionStore", "Store", "StoredSession", "StoredUser",
-           "revoke_sessions", "update_user_role"]
+__all__ = ["ChallengeStore", "Listener", "Observable", "SessionStore", "Store", "StoredSession",
+           "StoredUser", "revoke_sessions", "update_user_role"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,17 @@ class SessionStore(Store, Protocol):
     async def revoke_all_sessions(self) -> int:
         """End every session of every user (``revoked_at`` of each user set to now);
         returns the number of users."""
+
+
+class ChallengeStore(Protocol):
+    """A store that remembers the DBSC challenges answered, so that each serves once
+    on every process (:mod:`asgi_jwt_session.dbsc`, with a session registry).
+    Optional: without it a challenge serves once per process."""
+
+    async def use_challenge(self, challenge: str, expires_at: datetime) -> bool:
+        """Record ``challenge`` as used, keeping it at least until ``expires_at``
+        (aware, UTC; it is refused by its age after that); ``False`` when it was used
+        before, on any process. One statement."""
 
 
 async def update_user_role(store: Store, user_id: str, role: str) -> StoredUser:

@@ -67,6 +67,8 @@ MIN_RETRY = 0.1  # seconds before the first background connect attempt; doubles 
 PRUNE_MARGIN = timedelta(hours=1)
 MAX_SESSIONS_PER_USER = 50  # live registry rows a user may have; a new sign-in ends the oldest
 MAX_LIST = 1000  # rows one list_sessions call may ask for
+CHALLENGE_PRUNE_EVERY = 60.0  # seconds between two deletes of used DBSC challenges past their end
+CHALLENGE_MARGIN = timedelta(minutes=5)  # kept this much past their end (clocks differ)
 SESSION_UPDATES = ("renewed_at", "expires_at", "ends_at", "user_agent", "client",
                    "device_bound")
 
@@ -238,6 +240,10 @@ class RoleStore:
         dialect = (postgresql.dialect if self.is_postgres else sqlite.dialect)(paramstyle="named")
         self.sessions = (self._make_sessions_table(sessions_table, self.table)
                          if sessions_table is not None else None)
+        # The DBSC challenges answered, with the registry (see use_challenge).
+        self.dbsc_challenges = (self._make_challenges_table(sessions_table, self.table)
+                                if sessions_table is not None else None)
+        self._challenges_pruned = 0.0  # when use_challenge last deleted old rows
         query = sa.select(*self._selected)
         if self.sessions is not None:  # the revoked session ids, space-separated
             s = self.sessions.c
@@ -334,6 +340,17 @@ class RoleStore:
             # rows by revocation, then renewal. Pruning: a user's rows by their end.
             sa.Index(f"ix_{prefix}_user_revoked", "user_id", "revoked_at", "renewed_at"),
             sa.Index(f"ix_{prefix}_user_ends", "user_id", "ends_at"),
+            schema=users.schema,
+        )
+
+    @staticmethod
+    def _make_challenges_table(sessions: str, users: sa.Table) -> sa.Table:
+        name = _identifier(sessions)[:40] + "_dbsc"  # its index name fits 63 too
+        return sa.Table(
+            name,
+            users.metadata,
+            sa.Column("challenge", sa.Text, primary_key=True),
+            sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
             schema=users.schema,
         )
 
@@ -576,7 +593,8 @@ class RoleStore:
 
     async def create_tables(self) -> None:
         """Create the table and its ``updated_at`` index if they do not exist, and the
-        session registry's table and indexes.
+        session registry's tables (its sessions; the DBSC challenges answered) and
+        indexes.
 
         Indexes missing from an existing table are added (the registry's, which keep
         its statements bounded, came in a later release: run this, or ``asgi-jwt-session
@@ -586,6 +604,8 @@ class RoleStore:
         ``columns={"revoked_at": None}``.
         """
         tables = [self.table] if self.sessions is None else [self.table, self.sessions]
+        if self.dbsc_challenges is not None:  # the registry's used DBSC challenges
+            tables.append(self.dbsc_challenges)
         for table in tables:
             await self._execute(sa.schema.CreateTable(table, if_not_exists=True))
             for index in table.indexes:
@@ -903,3 +923,30 @@ class RoleStore:
         for user in users:
             await self._changed(user)
         return len(users)
+
+    # DBSC challenges answered (sessions_table=...): see asgi_jwt_session.dbsc
+
+    async def use_challenge(self, challenge: str, expires_at: datetime) -> bool:
+        """Record a DBSC challenge as answered, kept at least until ``expires_at``;
+        ``False`` when it was answered before, on any process sharing the database. One
+        ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in the ``<sessions_table>_dbsc``
+        table; at most once a minute per store, one more statement deletes the rows
+        past their end (on an index)."""
+        table = self.dbsc_challenges
+        if table is None:
+            raise ValueError("no session registry: make the store with "
+                             "RoleStore(..., sessions_table='user_sessions')")
+        if not self.can_store(challenge):
+            return False
+        c = table.c
+        insert = (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+        query = insert.values(challenge=challenge, expires_at=self._time(expires_at)
+                              ).on_conflict_do_nothing(index_elements=[c.challenge]
+                                                       ).returning(c.challenge)
+        row = await self._fetch_one(query)
+        now = datetime.now(UTC)
+        if now.timestamp() - self._challenges_pruned >= CHALLENGE_PRUNE_EVERY:
+            self._challenges_pruned = now.timestamp()
+            await self._execute(table.delete().where(
+                c.expires_at < self._time(now - CHALLENGE_MARGIN)))
+        return row is not None
