@@ -155,12 +155,23 @@ def strict_b64url(part: bytes) -> bytes:
 
 def check_types(claims: Any) -> dict[str, Any]:
     """Check the registered claims' types; return the claims or raise InvalidToken."""
+    split_claims(claims)
+    return claims  # type: ignore[no-any-return]  # a dict: split_claims checked it
+
+
+def split_claims(claims: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the registered claims' types and times in one pass over the claims a token
+    has; return ``(registered, extra)``: the registered claims (``data`` among them) and
+    the user's other claims, each a new dict. Raise InvalidToken otherwise."""
     if type(claims) is not dict:
         raise InvalidToken("token payload is not a JSON object")
+    registered: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     checks = CLAIM_CHECKS
-    for name, value in claims.items():  # one pass: the claims a token has, not all names
+    for name, value in claims.items():
         check = checks.get(name)
         if check is None:
+            extra[name] = value
             continue
         expected, largest = check
         # Exact types (JSON has no subclasses): a bool is no int, and null is a wrong type
@@ -169,13 +180,14 @@ def check_types(claims: Any) -> dict[str, Any]:
             raise InvalidToken(f"claim {name!r} has the wrong type")
         if largest and not 0 <= value <= largest:  # type: ignore[operator]  # an int
             raise InvalidToken(f"claim {name!r} is not a time between 1970 and 9999")
-    if "exp" not in claims:
+        registered[name] = value
+    if "exp" not in registered:
         raise InvalidToken("token has no 'exp' claim")
-    if "sub" in claims and "role" not in claims:
+    if "sub" in registered and "role" not in registered:
         raise InvalidToken("token names a user but no role")
-    if "act" in claims:
-        check_actor(claims)
-    return claims
+    if "act" in registered:
+        check_actor(registered)
+    return registered, extra
 
 
 def check_actor(claims: dict[str, Any]) -> None:
@@ -215,25 +227,29 @@ class Decoded:
     immutable there).
     """
 
-    __slots__ = ("claims", "data", "exp", "extra", "iat", "memo", "nbf")
+    __slots__ = ("claims", "data", "exp", "extra", "fresh", "iat", "memo", "nbf")
 
     def __init__(self, claims: dict[str, Any]) -> None:
-        data = claims.get("data")
+        self.load(*split_claims(claims))
+
+    @classmethod
+    def checked(cls, claims: Any) -> Decoded:
+        """The entry of a token's claims, their types checked on the way (one pass)."""
+        decoded = cls.__new__(cls)
+        decoded.load(*split_claims(claims))
+        return decoded
+
+    def load(self, registered: dict[str, Any], extra: dict[str, Any]) -> None:
+        data = registered.pop("data", None)
         self.data = compact_json(data) if data else None
-        # A new dict: one that had every claim keeps its larger table after pops.
-        registered: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        types = CLAIM_TYPES
-        for name, value in claims.items():
-            if name not in types:
-                extra[name] = value
-            elif name != "data":
-                registered[name] = value
+        # The parsed data, for the first session read from this entry to take instead
+        # of parsing its JSON again (list.pop: only one of several threads gets it).
+        self.fresh: list[dict[str, Any]] | None = [data] if data else None
         self.extra = compact_json(extra) if extra else None
-        self.claims = claims = registered
-        self.exp: int = claims["exp"]
-        self.iat: int | None = claims.get("iat")
-        self.nbf: int | None = claims.get("nbf")
+        self.claims = registered
+        self.exp: int = registered["exp"]
+        self.iat: int | None = registered.get("iat")
+        self.nbf: int | None = registered.get("nbf")
         self.memo: Any = None
 
     def check_times(self, now: int, leeway: int) -> None:
@@ -402,7 +418,7 @@ class Codec:
                 raise InvalidToken("token payload is not JSON") from exc
             if type(claims) is not dict:
                 raise InvalidToken("token payload is not a JSON object")
-            decoded = Decoded(check_types(self.wire.claims(claims)))
+            decoded = Decoded.checked(self.wire.claims(claims))
             if len(token) <= self.max_cached_size:
                 self.cache.store(token, decoded)
         decoded.check_times(now, self.leeway)

@@ -50,10 +50,10 @@ class SessionUser:
                   actor: SessionUser | None = None) -> SessionUser:
         """A user whose extra claims are already JSON (a JSON object, or ``None``)."""
         user = cls.__new__(cls)
-        object.__setattr__(user, "id", id)
-        object.__setattr__(user, "role", role)
-        object.__setattr__(user, "claims_json", claims_json)
-        object.__setattr__(user, "actor", actor)
+        set_id(user, id)  # the slots' own setters: no attribute lookup by name
+        set_role(user, role)
+        set_claims_json(user, claims_json)
+        set_actor(user, actor)
         return user
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -84,6 +84,11 @@ class SessionUser:
         actor = f", actor={self.actor!r}" if self.actor is not None else ""
         return (f"SessionUser(id={self.id!r}, role={self.role!r}, "
                 f"claims={self.claims!r}{actor})")
+
+
+# SessionUser.from_json sets the read-only slots through their descriptors.
+set_id, set_role, set_claims_json, set_actor = (
+    SessionUser.__dict__[name].__set__ for name in ("id", "role", "claims_json", "actor"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +131,13 @@ def new_session_id() -> str:
 TokenFields = tuple[
     "SessionUser | None", "str | None", "int | None", "int | None", "int | None",
     "int | None", "int | None", "int | None", "int | None", bool, "Actor | None",
+    "dict[str, Any] | None",
 ]
 
 
 def token_fields(decoded: Decoded) -> TokenFields:
-    """What a session takes from its token: user, jti, ver, iat, exp, chk, auth_time,
-    auth_ms, rat, rem, act."""
+    """What a session takes from its token: user, session id (sid or jti), ver, iat, exp,
+    chk, auth_time, auth_ms, rat, rem, act, cnf."""
     claims = decoded.claims
     user = actor = None
     if "sub" in claims:
@@ -149,7 +155,7 @@ def token_fields(decoded: Decoded) -> TokenFields:
     # time and passes sid through), else its jti.
     return (user, claims.get("sid", claims.get("jti")), claims.get("ver"), claims.get("iat"),
             claims.get("exp"), claims.get("chk"), auth_time, claims.get("auth_ms"),
-            claims.get("rat", auth_time), claims.get("rem", True), actor)
+            claims.get("rat", auth_time), claims.get("rem", True), actor, claims.get("cnf"))
 
 
 class Session(dict[str, Any]):
@@ -219,14 +225,22 @@ class Session(dict[str, Any]):
             fields = decoded.memo = token_fields(decoded)
         # The hot path: no __init__ keyword parsing, the fields come ready from the cache.
         session = cls.__new__(cls)
-        if decoded.data is not None:
-            dict.update(session, orjson.loads(decoded.data))
+        data = decoded.data
+        if data is not None:
+            fresh = decoded.fresh
+            if fresh is not None:  # the entry's first session takes the parsed data
+                decoded.fresh = None
+                try:
+                    dict.update(session, fresh.pop())
+                except IndexError:  # another thread took it first
+                    dict.update(session, orjson.loads(data))
+            else:
+                dict.update(session, orjson.loads(data))
         session.accessed = session.modified = False
         session.lifetime = lifetime
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
          session.checked_at, session.auth_time, session.auth_ms, session.authenticated_at,
-         session.remember, session.actor) = fields
-        session.cnf = decoded.claims.get("cnf")
+         session.remember, session.actor, session.cnf) = fields
         return session
 
     def to_claims(self, now: int, expires_at: int) -> dict[str, Any]:
