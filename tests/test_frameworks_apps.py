@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -233,13 +234,44 @@ def test_litestar_csrf_config_beside_the_endpoints() -> None:
 
 
 def test_django_refuses_its_own_cookie_names() -> None:
-    importlib.import_module("tests.framework_apps.django_app")  # configures the settings
+    importlib.import_module("tests.framework_apps.django_app")  # the settings configured
+    from django.conf import settings
+
     from asgi_jwt_session.integrations.django import asgi_application
 
     with pytest.raises(ValueError, match="CSRF_COOKIE_NAME"):
-        asgi_application(SECRET, csrf_cookie="csrftoken")
+        asgi_application(SECRET, csrf_cookie=settings.CSRF_COOKIE_NAME)
     with pytest.raises(ValueError, match="SESSION_COOKIE_NAME"):
-        asgi_application(SECRET, session_cookie="sessionid")
+        asgi_application(SECRET, session_cookie=settings.SESSION_COOKIE_NAME)
+
+
+def test_the_apps_beside_other_apps_of_their_framework() -> None:
+    """Django's settings and BlackSheep's default router are the process's: another app of
+    each framework made first (a docs page's, say) leaves these importable."""
+    code = ("from blacksheep import Application\n"
+            "from django.conf import settings\n"
+            "Application()\n"
+            "settings.configure(ROOT_URLCONF='elsewhere')\n"
+            "import tests.framework_apps.blacksheep_app, tests.framework_apps.django_app\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_docs_apps_and_these_in_one_pytest_process() -> None:
+    """tests/test_docs.py runs docs/frameworks.md; in the same pytest process (one run, or
+    one xdist worker) the apps here still start, before it and after it."""
+    docs = "tests/test_docs.py::test_page_runs[docs/frameworks.md]"
+    here = "tests/test_frameworks_apps.py::"
+    tests = [f"{here}test_websocket_guard_closes_with_4401", docs,
+             f"{here}test_django_refuses_its_own_cookie_names"]
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("PYTEST_", "COV_"))}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             *tests], capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "6 passed" in result.stdout, result.stdout[-3000:]
 
 
 def test_django_csrf_cookie_is_apart_from_djangos(served: Served) -> None:

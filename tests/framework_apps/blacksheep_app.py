@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blacksheep import Application, Request, Response, WebSocket, json
+from blacksheep import Application, Request, Response, Router, WebSocket, json
 
 from asgi_jwt_session import auth, login, logout
 from asgi_jwt_session.integrations.blacksheep import (
@@ -16,7 +16,9 @@ from tests.framework_apps import SECRET
 COOKIE = "session"
 CSRF_COOKIE = "csrftoken"
 
-blacksheep_app = Application()
+# A router of its own: BlackSheep's default one is shared by every Application() of
+# the process (a docs page's app in the same test run, say), and refused the second time.
+blacksheep_app = Application(router=Router())
 get, post, ws = blacksheep_app.router.get, blacksheep_app.router.post, blacksheep_app.router.ws
 
 

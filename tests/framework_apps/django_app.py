@@ -6,25 +6,29 @@ import json
 
 from django.conf import settings
 
-settings.configure(
-    DEBUG=False, SECRET_KEY="django's-own-secret-for-its-own-use", ROOT_URLCONF=__name__,
-    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-    MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware",
-                "asgi_jwt_session.integrations.django.AuthErrorMiddleware"],
-)
+# Django's settings are the process's: configured once. The app is served by a uvicorn
+# process of its own, where these are the settings; a test process that imported another
+# Django app first only reads this module's constants.
+if not settings.configured:
+    settings.configure(
+        DEBUG=False, SECRET_KEY="django's-own-secret-for-its-own-use", ROOT_URLCONF=__name__,
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware",
+                    "asgi_jwt_session.integrations.django.AuthErrorMiddleware"],
+    )
 
-from django.http import HttpRequest, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
-from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
-from asgi_jwt_session import auth, login, logout, require_role  # noqa: E402
-from asgi_jwt_session.integrations.django import (  # noqa: E402
+from asgi_jwt_session import auth, login, logout, require_role
+from asgi_jwt_session.integrations.django import (
     asgi_application,
     requires_login,
     requires_role,
     session,
 )
-from tests.framework_apps import SECRET  # noqa: E402
+from tests.framework_apps import SECRET
 
 COOKIE = "session"
 CSRF_COOKIE = "jwt_csrftoken"
