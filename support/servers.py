@@ -62,15 +62,17 @@ def wait_for_port(port: int, timeout: float = 10.0,
 
 
 def serve(command: Callable[[int], list[str]], *, timeout: float = 20.0, tries: int = 3,
-          cwd: str | Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+          cwd: str | Path | None = None, env: dict[str, str] | None = None,
+          ) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``command(port)`` on a free port and wait until it listens: the process and
     its port. A server that exits first is started again on another port (the port can
     be taken between :func:`free_port` and the server's bind); after ``tries`` starts,
-    :class:`ServerUnavailable` carries the end of its output."""
+    :class:`ServerUnavailable` carries the end of its output. ``env``: the process's
+    environment (None: this one's)."""
     for attempt in range(tries):
         port = free_port()
         with tempfile.TemporaryFile() as output:
-            process = subprocess.Popen(command(port), cwd=cwd, stdout=output,
+            process = subprocess.Popen(command(port), cwd=cwd, env=env, stdout=output,
                                        stderr=subprocess.STDOUT)
             try:
                 wait_for_port(port, timeout, process)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from support.servers import free_port, wait_for_port
+from support.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +33,10 @@ class App:
 
 def start_app(module: str, env: dict[str, str]) -> App:
     """Serve ``module:app`` and wait until its version feed listens."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )
+    process, port = serve(lambda port: [sys.executable, "-m", "uvicorn", f"{module}:app",
+                                        "--host", "127.0.0.1", "--port", str(port),
+                                        "--log-level", "warning"], cwd=ROOT, env=env)
     try:
-        wait_for_port(port, timeout=15)
         app = App(f"http://127.0.0.1:{port}", process)
         deadline = time.monotonic() + 10
         while not app.stats()["listening"]:

@@ -4,7 +4,6 @@ what to use instead."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -12,19 +11,16 @@ import httpx
 import pytest
 
 from asgi_jwt_session.freshness import RedisVersionFeed
-from support.servers import free_port, wait_for_port
+from support.servers import serve
 from tests.app_processes import ROOT
 
 
 @pytest.fixture(scope="module")
 def trio_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hypercorn", "tests.trio_app:app", "--worker-class", "trio",
-         "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, port = serve(lambda port: [sys.executable, "-m", "hypercorn", "tests.trio_app:app",
+                                        "--worker-class", "trio",
+                                        "--bind", f"127.0.0.1:{port}"], cwd=ROOT)
     try:
-        wait_for_port(port, timeout=20)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
