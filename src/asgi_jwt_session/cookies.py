@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Iterable
@@ -55,22 +54,22 @@ def chunk_index(cookie_name: str, prefix: str) -> int | None:
     return int(index) if len(index) <= 6 else TOO_MANY
 
 
-@functools.cache
-def plain_pair(needle: bytes) -> re.Pattern[bytes]:
-    """``needle=value`` at the start of a Cookie header pair."""
-    return re.compile(rb"(?:^|;)[ \t]*" + re.escape(needle) + rb"=([^;]*)")
-
-
 def single_cookie(raw: bytes, needle: bytes) -> str | None:
     """The value of cookie ``needle`` in one Cookie header, when it is there once, as a
     plain ``name=value`` pair and with no chunk names beside it (the common case, read
     without splitting the header); ``None`` when the full parse must decide."""
     if raw.count(needle) != 1:
         return None  # absent, or there again (a chunk, a duplicate, inside a value)
-    match = plain_pair(needle).search(raw)
-    if match is None:
-        return None  # inside another cookie's name or value, or "name =value"
-    return match.group(1).decode("latin-1").strip(OWS)
+    start = raw.find(needle)
+    # The pair's start: the header's, or after a ";" and spaces or tabs.
+    if start and raw[:start].rstrip(b" \t")[-1:] not in (b"", b";"):
+        return None  # inside another cookie's name or value
+    equals = start + len(needle)
+    if raw[equals:equals + 1] != b"=":
+        return None  # "name =value", or a longer name
+    end = raw.find(b";", equals)
+    value = raw[equals + 1:] if end < 0 else raw[equals + 1:end]
+    return value.decode("latin-1").strip(OWS)
 
 
 def scan_cookie(headers: Iterable[tuple[bytes, bytes]], needle: bytes) -> str | bool:

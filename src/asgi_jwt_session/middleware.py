@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import orjson
@@ -248,22 +248,23 @@ class JWTSessionMiddleware:
         async def send_wrapper(message: Message) -> None:
             nonlocal started, session
             started = True
-            if scope.get("session") is not session and message["type"] in START:
-                session = scope["session"] = replaced_session(scope.get("session"))
-            if (pending or session.accessed) and message["type"] in START:
+            if message["type"] in START:  # the response starts: what it needs is known
+                current = scope.get("session")
+                if current is not session:  # the app put another session in the scope
+                    session = scope["session"] = replaced_session(current)
                 if pending or session.modified:
                     if signed_in is not None and freshness is not None and session.user is None:
                         await freshness.ended(scope, signed_in.id, opened[-1], actor)
                     await self.start_response(message, session, *opened)
-                else:  # unchanged and nothing pending: no cookie to write or expire
+                elif session.accessed:  # unchanged, nothing pending: no cookie to write
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)
-            if offering and binding is not None and message["type"] == "http.response.start":
-                offer = binding.offer_existing(scope, session, opened[-1])
-                if offer is not None:
-                    headers = message["headers"] = list(message.get("headers", ()))
-                    add_vary_cookie(headers)
-                    headers.append(offer)
+                if offering and binding is not None:  # only on http: START is its start
+                    offer = binding.offer_existing(scope, session, opened[-1])
+                    if offer is not None:
+                        headers = message["headers"] = list(message.get("headers", ()))
+                        add_vary_cookie(headers)
+                        headers.append(offer)
             await send(message)
 
         try:
@@ -329,9 +330,10 @@ class JWTSessionMiddleware:
                     until = min(decoded.exp + config.leeway, issued_at + renew_after - 1)
                     if ends_at is not None:
                         until = min(until, ends_at)
-                    starts = [t for t in (decoded.nbf, decoded.iat) if t is not None]
+                    nbf, iat = decoded.nbf, decoded.iat
+                    start = iat if nbf is None else nbf if iat is None else max(nbf, iat)
                     # Set before decoded: a thread that sees decoded sees these too.
-                    seen.quiet_from = max(starts) - config.leeway if starts else 0
+                    seen.quiet_from = start - config.leeway if start is not None else 0
                     seen.quiet_until = until + 1
                     seen.lifetime = session.lifetime
                     seen.decoded = decoded
@@ -372,12 +374,12 @@ class JWTSessionMiddleware:
         hit = self.front.lookup(cookie)
         if hit is not None:
             return hit
-        found = self.scan(headers)
+        found = self.scan(((b"cookie", cookie),))  # that header alone: no second pass
         if len(cookie) <= FRONT_MAX_BYTES:
             self.front.store(cookie, found)
         return found
 
-    def scan(self, headers: list[tuple[bytes, bytes]]) -> Seen:
+    def scan(self, headers: Iterable[tuple[bytes, bytes]]) -> Seen:
         for name, codec, _ in self.cookies:
             found = scan_cookie(headers, self.needles[name])
             if found is False:
