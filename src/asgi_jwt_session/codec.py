@@ -394,6 +394,8 @@ class Codec:
         self.cache = TokenCache(cache_size)
         # A wire whose tokens are not compact JWEs checks their shape itself.
         self.parse: Callable[[str], Compact] | None = getattr(wire, "parse", None)
+        # What maps the wire's claims to this package's names (None: they are already).
+        self.wire_claims = None if getattr(wire, "claims_as_they_are", False) else wire.claims
 
     def encode(self, claims: dict[str, Any]) -> str:
         """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
@@ -418,7 +420,8 @@ class Codec:
                 raise InvalidToken("token payload is not JSON") from exc
             if type(claims) is not dict:
                 raise InvalidToken("token payload is not a JSON object")
-            decoded = Decoded.checked(self.wire.claims(claims))
+            wire_claims = self.wire_claims
+            decoded = Decoded.checked(claims if wire_claims is None else wire_claims(claims))
             if len(token) <= self.max_cached_size:
                 self.cache.store(token, decoded)
         decoded.check_times(now, self.leeway)
@@ -456,9 +459,12 @@ class Codec:
             remainder = len(part) & 3
             if remainder and (remainder == 1 or part[-1] not in tail[remainder]):
                 raise InvalidToken("token is not canonical base64url")
+        a2b = binascii.a2b_base64  # strict_b64url, inline: the cold path
         try:
-            decoded = (strict_b64url(iv), strict_b64url(ciphertext), strict_b64url(tag))
-        except ValueError as exc:  # a character outside the alphabet, misplaced "="
+            decoded = (a2b(iv + PADDING[len(iv) & 3], strict_mode=True),
+                       a2b(ciphertext + PADDING[len(ciphertext) & 3], strict_mode=True),
+                       a2b(tag + PADDING[len(tag) & 3], strict_mode=True))
+        except binascii.Error as exc:  # a character outside the alphabet, misplaced "="
             raise InvalidToken(NOT_COMPACT) from exc
         # tuple.__new__: the NamedTuple without its Python-level __new__ (the cold path).
         return tuple.__new__(Compact, (token, header_segment, header, *decoded))

@@ -385,7 +385,9 @@ class JWTSessionMiddleware:
             if found is False:
                 continue
             if found is not True:  # the common case: one plain cookie, read in one scan
-                return Seen(name, codec, CookieRead(found or None, [name]))
+                # tuple.__new__: the NamedTuple without its Python-level __new__.
+                read = tuple.__new__(CookieRead, (found or None, [name], 0))
+                return Seen(name, codec, read)
             read = read_cookie_chunks(headers, name, self.max_chunks[name])
             if read.carried or read.overflow:
                 return Seen(name, codec, read)
