@@ -299,8 +299,9 @@ def postgres_scale(rows: int, repeat: int) -> dict[str, dict[str, float]] | None
 
 def run(requests: int = 20000, rows: int = 100_000, repeat: int = 50,
         postgres: bool = False) -> dict[str, Any]:
-    results = {"request_cost": request_cost(requests), "statements": asyncio.run(statements()),
-               "scale": scale(rows, repeat)}
+    results: dict[str, Any] = {"request_cost": request_cost(requests),
+                               "statements": asyncio.run(statements()),
+                               "scale": scale(rows, repeat)}
     if postgres:
         results["scale_postgres"] = postgres_scale(rows, repeat)
     return results
