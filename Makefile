@@ -69,6 +69,7 @@ BENCH_FLAGS ?=
 bench: install
 	$(PY) -m benchmarks.run --quick $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_core $(BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_first_sight $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_freshness $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_import $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_servers $(BENCH_FLAGS)
@@ -76,6 +77,8 @@ bench: install
 bench-full: install
 	$(PY) -m benchmarks.run --full $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_core --requests 100000 $(BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_first_sight $(BENCH_FLAGS)
+	$(PY) -m benchmarks.bench_instructions $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_freshness $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_import $(BENCH_FLAGS)
 	$(PY) -m benchmarks.bench_servers $(BENCH_FLAGS)

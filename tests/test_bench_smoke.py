@@ -119,3 +119,42 @@ def test_batched_costs_pair_each_round_with_the_baseline() -> None:
     assert paired["none"]["session_cost_us"]["median"] == 0
     unpaired = inprocess.session_costs(samples, "none")
     assert unpaired["out_of_step"]["session_cost_us"]["median"] == pytest.approx(0.010)
+
+
+def test_first_sight_scenarios_answer_and_fill_the_caches() -> None:
+    from benchmarks import bench_first_sight, first_sight
+
+    async def check() -> None:
+        built = first_sight.Scenarios(30)
+        await built.warm_up()
+        for name in first_sight.SCENARIOS:
+            for scope in built.scopes[name][:12]:  # a "mix" first sight among them
+                status, body = await first_sight.answer(built.apps[name], scope)
+                assert status == 200 and body.endswith(first_sight.EXPECTED), name
+        # Both caches of the first-sight app were full before its requests came.
+        middleware = built.apps["first-sight"].middleware_stack
+        while not hasattr(middleware, "front"):
+            middleware = middleware.app
+        assert len(middleware.front) == middleware.front.size
+        codec = middleware.cookies[0][1]
+        assert len(codec.cache) == codec.cache.size == first_sight.CACHE_SIZE
+
+    asyncio.run(check())
+    results = bench_first_sight.run(60)
+    assert set(results["scenarios"]) == set(first_sight.SCENARIOS)
+    assert "| first-sight |" in bench_first_sight.markdown(results)
+
+
+def test_instruction_workload_and_report() -> None:
+    from benchmarks import bench_instructions
+
+    asyncio.run(bench_instructions.workload("mix", 20, measured=True))
+    counts = {"none": 100, "floor": 110, "starlette": 250, "warm": 130,
+              "first-sight": 240, "mix": 140, "decrypt-only": 235}
+    results = {"requests": 20, "tool": "valgrind", "scenarios": {
+        name: {"instructions": value, "over_none": value - 100}
+        for name, value in counts.items()},
+        "ratios": {"warm_to_floor": 3.0, "first_sight_to_starlette": 0.93}}
+    table = bench_instructions.markdown(results)
+    assert "| first-sight | 240 | 140 | 0.93x |" in table
+    assert "Warm is 3.00x the floor" in table
