@@ -49,7 +49,7 @@ def unavailable(reason: str) -> None:
 
 MARKED_BY_FIXTURE = {
     "postgres": {"postgres", "own_postgres"},
-    "browser": {"browser"},
+    "browser": {"browser", "playwright", "dbsc_browser"},
     "node": {"node", "authjs", "betterauth"},
     "redis": {"redis_server", "persistent_redis", "volatile_redis"},
 }

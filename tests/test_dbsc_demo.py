@@ -76,6 +76,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsDemo]:
     demo.stop()
 
 
+@pytest.mark.browser
 def test_a_sign_in_over_the_https_demo_is_device_bound(demo: HttpsDemo) -> None:
     try:
         from playwright.sync_api import expect, sync_playwright
