@@ -128,12 +128,7 @@ def main() -> None:
     results = run(args.requests, args.users)
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, {args.requests} requests each")
-    print(markdown(results))
-    path = output.json_path(args, "core.json")
-    output.write_json(results, path)
-    if args.publish:
-        output.update_docs_section(DOCS_MARKER, markdown(results))
-    print(f"results: {path}")
+    output.report(args, "core.json", results, markdown(results), DOCS_MARKER)
 
 
 if __name__ == "__main__":

@@ -74,12 +74,7 @@ def main() -> None:
     output.add_json_arguments(parser, "first_sight.json")
     args = parser.parse_args()
     results = run(args.requests)
-    print(markdown(results))
-    path = output.json_path(args, "first_sight.json")
-    output.write_json(results, path)
-    if args.publish:
-        output.update_docs_section(DOCS_MARKER, markdown(results))
-    print(f"results: {path}")
+    output.report(args, "first_sight.json", results, markdown(results), DOCS_MARKER)
 
 
 if __name__ == "__main__":

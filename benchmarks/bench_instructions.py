@@ -143,12 +143,7 @@ def main() -> None:
         asyncio.run(workload(args.workload, args.requests, not args.setup_only))
         return
     results = run(args.requests, scenarios=args.scenarios.split(","))
-    print(markdown(results))
-    path = output.json_path(args, "instructions.json")
-    output.write_json(results, path)
-    if args.publish:
-        output.update_docs_section(DOCS_MARKER, markdown(results))
-    print(f"results: {path}")
+    output.report(args, "instructions.json", results, markdown(results), DOCS_MARKER)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session import JWTSessionMiddleware, auth
 from asgi_jwt_session.tokens import TokenCodec
+from benchmarks.bench_server import VaryOnly
 from benchmarks.inprocess import make_scope
 
 SECRET = "benchmark-first-sight-" + "k7Qz" * 8
@@ -66,22 +67,6 @@ async def jwt_route(request: Request) -> PlainTextResponse:
                              f"{session.get('theme')} {session.get('lang')}")
 
 
-class Floor:
-    """Wraps ``send`` and adds ``Vary: Cookie``: what any cookie session middleware
-    does at the least."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"vary", b"Cookie")]
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
-
-
 def app(route: Callable[[Request], Any], *middleware: Middleware) -> Starlette:
     return Starlette(routes=[Route("/", route)], middleware=list(middleware))
 
@@ -93,7 +78,7 @@ def jwt_app(cache_size: int = CACHE_SIZE) -> Starlette:
 
 def starlette_cookie(payload: dict[str, Any]) -> str:
     """A cookie value as Starlette's SessionMiddleware writes it."""
-    signer = SessionMiddleware(Floor(discard_app), secret_key=SECRET).signer
+    signer = SessionMiddleware(discard_app, secret_key=SECRET).signer
     data = base64.b64encode(json.dumps(payload).encode("utf-8"))
     return signer.sign(data).decode("utf-8")
 
@@ -126,7 +111,7 @@ class Scenarios:
         one = jwt_app() if shared else None
         self.apps: dict[str, ASGIApp] = {
             "none": app(fixed),
-            "floor": app(fixed, Middleware(Floor)),
+            "floor": app(fixed, Middleware(VaryOnly)),
             "starlette": app(starlette_route, Middleware(SessionMiddleware, secret_key=SECRET)),
             "warm": one or jwt_app(),
             "first-sight": one or jwt_app(),

@@ -51,3 +51,17 @@ def update_docs_section(marker: str, section: str, docs: Path = DOCS) -> bool:
     docs.write_text(text[: start + len(start_mark)] + "\n\n" + section.rstrip() + "\n\n"
                     + text[end:])
     return True
+
+
+def report(args: argparse.Namespace, name: str, results: Any, text: str,
+           marker: str) -> Path:
+    """Print ``text``, write ``results`` where ``add_json_arguments``' options chose
+    (``name`` by default) and, with ``--publish``, the docs section ``marker``; print
+    and return the JSON file's path."""
+    print(text)
+    path = json_path(args, name)
+    write_json(results, path)
+    if args.publish:
+        update_docs_section(marker, text)
+    print(f"results: {path}")
+    return path
