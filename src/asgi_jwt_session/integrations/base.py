@@ -4,19 +4,26 @@ session endpoints beside an app."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.guards import check
+from asgi_jwt_session.keys import SecretKey
+from asgi_jwt_session.middleware import JWTSessionMiddleware
 from asgi_jwt_session.responses import auth_error_response
 from asgi_jwt_session.session import Session, SessionUser, get_session
 
+if TYPE_CHECKING:
+    from asgi_jwt_session.store.base import Store
+
 __all__ = ["Answer", "Mounted", "answer_for", "check_request", "find_request", "scope_of",
-           "session_of"]
+           "session_of", "wrap"]
 
 DEFAULT_PREFIX = "/auth"
 
@@ -94,3 +101,17 @@ class Mounted:
                 await self.endpoints(child, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def wrap(app: ASGIApp, secret_key: SecretKey, *, endpoints: str | None = DEFAULT_PREFIX,
+         store: Store | None = None, trusted_origins: Iterable[str] = (),
+         csrf_cookie: str | None = None, **options: Any) -> JWTSessionMiddleware:
+    """``app`` under the middleware (its keywords in ``options``), with the session
+    endpoints (``store``, ``trusted_origins`` and ``csrf_cookie`` are theirs) mounted
+    at ``endpoints`` beside it (``None``: none)."""
+    if endpoints is not None:
+        endpoint_options: dict[str, Any] = {"trusted_origins": trusted_origins}
+        if csrf_cookie is not None:
+            endpoint_options["csrf_cookie"] = csrf_cookie
+        app = Mounted(app, session_app(store, **endpoint_options), endpoints)
+    return JWTSessionMiddleware(app, secret_key, **options)

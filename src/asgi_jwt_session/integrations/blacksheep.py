@@ -33,17 +33,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from blacksheep import Application, Content, Request, Response, WebSocket
-from starlette.types import ASGIApp
 
-from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.integrations.base import (
     DEFAULT_PREFIX,
-    Mounted,
     answer_for,
     check_request,
     find_request,
     session_of,
+    wrap,
 )
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.middleware import JWTSessionMiddleware
@@ -109,7 +107,5 @@ def asgi_application(app: Application, secret_key: SecretKey, *,
     endpoints at ``endpoints`` (``None``: none), and the exception handler added to it:
     the ASGI app to serve."""
     app.exceptions_handlers[AuthError] = auth_error_handler
-    inner: ASGIApp = app
-    if endpoints is not None:
-        inner = Mounted(inner, session_app(store, trusted_origins=trusted_origins), endpoints)
-    return JWTSessionMiddleware(inner, secret_key, **options)
+    return wrap(app, secret_key, endpoints=endpoints, store=store,
+                trusted_origins=trusted_origins, **options)

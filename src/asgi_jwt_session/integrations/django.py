@@ -40,14 +40,13 @@ from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, HttpResponse
 from starlette.types import ASGIApp
 
-from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.integrations.base import (
     DEFAULT_PREFIX,
-    Mounted,
     answer_for,
     check_request,
     session_of,
+    wrap,
 )
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.middleware import JWTSessionMiddleware
@@ -148,7 +147,6 @@ def asgi_application(secret_key: SecretKey, *, app: ASGIApp | None = None,
             raise ValueError(f"the cookie name {ours!r} is Django's own ({taken[ours]}): "
                              "pick another name")
     inner: ASGIApp = app if app is not None else get_asgi_application()
-    if endpoints is not None:
-        routes = session_app(store, csrf_cookie=csrf_cookie, trusted_origins=trusted_origins)
-        inner = Mounted(inner, routes, endpoints)
-    return JWTSessionMiddleware(inner, secret_key, session_cookie=session_cookie, **options)
+    return wrap(inner, secret_key, endpoints=endpoints, store=store,
+                trusted_origins=trusted_origins, csrf_cookie=csrf_cookie,
+                session_cookie=session_cookie, **options)

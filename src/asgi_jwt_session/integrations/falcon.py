@@ -35,14 +35,13 @@ import falcon
 import falcon.asgi
 from starlette.types import ASGIApp
 
-from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.integrations.base import (
     DEFAULT_PREFIX,
-    Mounted,
     answer_for,
     check_request,
     session_of,
+    wrap,
 )
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.middleware import JWTSessionMiddleware
@@ -111,6 +110,5 @@ def asgi_application(app: falcon.asgi.App[Any, Any], secret_key: SecretKey, *,
     the ASGI app to serve."""
     app.add_error_handler(AuthError, auth_error_handler)
     inner: ASGIApp = app  # type: ignore[assignment]  # Falcon types scope as dict
-    if endpoints is not None:
-        inner = Mounted(inner, session_app(store, trusted_origins=trusted_origins), endpoints)
-    return JWTSessionMiddleware(inner, secret_key, **options)
+    return wrap(inner, secret_key, endpoints=endpoints, store=store,
+                trusted_origins=trusted_origins, **options)

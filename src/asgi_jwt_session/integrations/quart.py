@@ -35,14 +35,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from quart import Quart, Response, has_websocket_context, request, websocket
 from starlette.types import ASGIApp
 
-from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.integrations.base import (
     DEFAULT_PREFIX,
-    Mounted,
     answer_for,
     check_request,
     session_of,
+    wrap,
 )
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.middleware import JWTSessionMiddleware
@@ -127,10 +126,9 @@ def install(app: Quart, secret_key: SecretKey, *, session_cookie: str = DEFAULT_
             "(SESSION_COOKIE_NAME): keep the default 'jwt_session' or pick another name")
     # Quart types ASGI messages as TypedDicts; the middleware takes Starlette's.
     inner: ASGIApp = app.asgi_app  # type: ignore[assignment]
-    if endpoints is not None:
-        inner = Mounted(inner, session_app(store, trusted_origins=trusted_origins), endpoints)
-    middleware = JWTSessionMiddleware(inner, secret_key, session_cookie=session_cookie,
-                                      **options)
+    middleware = wrap(inner, secret_key, endpoints=endpoints, store=store,
+                      trusted_origins=trusted_origins, session_cookie=session_cookie,
+                      **options)
     app.asgi_app = middleware  # type: ignore[method-assign,assignment]
     app.register_error_handler(AuthError, auth_error_handler)
     return middleware
