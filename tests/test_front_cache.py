@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
 from asgi_jwt_session import JWTSessionMiddleware, auth
-from asgi_jwt_session.middleware import FRONT_MAX_BYTES, FRONT_SIZE
+from asgi_jwt_session.front import FRONT_MAX_BYTES, FRONT_SIZE
 from tests.asgi import Response, asgi_get
 from tests.conftest import OLD_SECRET, SECRET, Clock
 
@@ -177,14 +177,14 @@ async def test_the_front_cache_keeps_the_headers_in_use(
     mw = middleware(cache_size=10 * FRONT_SIZE)
     cookie = token(mw, iat=T0, exp=T0 + MAX_AGE, auth_time=T0)
     scans = 0
-    scan = mw.scan
+    scan = mw.front.scan
 
     def counting(headers: list[tuple[bytes, bytes]]) -> Any:
         nonlocal scans
         scans += 1
         return scan(headers)
 
-    monkeypatch.setattr(mw, "scan", counting)
+    monkeypatch.setattr(mw.front, "scan", counting)
     count = (FRONT_SIZE - FRONT_SIZE // 10) // 10 * 10  # the same users make way each turn
     users = [[(b"cookie", f"u={i}; session={cookie}".encode())] for i in range(count)]
     for headers in users:

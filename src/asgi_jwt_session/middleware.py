@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, LRUCache, SessionFormat
+from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, SessionFormat
 from asgi_jwt_session.config import DAY, HOUR, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, DeviceBindingHook, FreshnessHook, SessionContext
-from asgi_jwt_session.cookies import CookieRead, CookieWriter, read_cookie_chunks, scan_cookie
+from asgi_jwt_session.cookies import CookieWriter
 from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
+from asgi_jwt_session.front import FRONT_SIZE, FrontCache, Seen
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import HeldServerErrors, auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
@@ -28,11 +29,8 @@ __all__ = ["JWTSessionMiddleware"]
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
-NO_COOKIE = CookieRead(None, [])
 START = frozenset({"http.response.start", "websocket.accept"})
 VARY_COOKIE = (b"vary", b"Cookie")
-FRONT_SIZE = 1024  # Cookie headers remembered, at most FRONT_MAX_BYTES each
-FRONT_MAX_BYTES = 8192
 DEFAULT_CONFIG = SessionConfig()
 
 
@@ -60,25 +58,6 @@ def replaced_session(current: object) -> Session:
         session = Session()
     session.mark_modified()
     return session
-
-
-class Seen:
-    """A Cookie header's session cookie as the front cache keeps it: the cookie's
-    ``name``, ``codec`` and what was ``read``, and once its token proved valid, the
-    token's ``decoded`` entry with the seconds ``quiet_from <= now < quiet_until`` in
-    which a request carrying it needs no other check (the token valid, written with
-    the newest key, not due for renewal, within the session's absolute lifetime).
-    ``lifetime`` is the session's, as the middleware derives it from the token."""
-
-    __slots__ = ("codec", "decoded", "lifetime", "name", "quiet_from", "quiet_until", "read")
-
-    def __init__(self, name: str, codec: Codec, read: CookieRead) -> None:
-        self.name = name
-        self.codec = codec
-        self.read = read
-        self.decoded: Decoded | None = None
-        self.quiet_from = self.quiet_until = 0
-        self.lifetime: int | None = None
 
 
 class JWTSessionMiddleware:
@@ -173,17 +152,15 @@ class JWTSessionMiddleware:
         # The most chunks each cookie is read in: what a request carries past that is
         # never joined nor expired, so no request can make a response expire more.
         self.max_chunks: dict[str, int] = {}
-        self.needles: dict[str, bytes] = {}
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
                           max_token_size=read_size, max_cached_size=config.max_cookie_size)
             writer = self.writer(name, self.format.chunk_size)
             self.cookies.append((name, codec, writer))
             self.max_chunks[name] = writer.chunks_for(read_size)
-            self.needles[name] = name.encode("latin-1")
-        self.no_cookie = Seen(name, codec, NO_COOKIE)  # never decoded: no token
         # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
-        self.front: LRUCache[bytes, Seen] = LRUCache(min(FRONT_SIZE, config.cache_size))
+        self.front = FrontCache([(name, codec) for name, codec, _ in self.cookies],
+                                self.max_chunks, min(FRONT_SIZE, config.cache_size))
         self.warned_insecure = False  # a Secure cookie set over http: logged once
         self.context = SessionContext(config, self.format.writable, freshness)
         self.roles = config.roles
@@ -358,40 +335,9 @@ class JWTSessionMiddleware:
         return seen.name, seen.codec, seen.read.token, seen.read.carried
 
     def read_chunks(self, scope: Scope) -> Seen:
-        """The first session cookie the request carries: its name, codec and what was read.
-
-        A request with one Cookie header is looked up by that header's bytes first (the
-        front cache: a browser sends the same header request after request)."""
-        headers = scope["headers"]
-        cookie = None
-        for key, value in headers:
-            if key == b"cookie":
-                if cookie is not None:  # several Cookie headers: never kept in front
-                    return self.scan(headers)
-                cookie = value
-        if cookie is None:
-            return self.no_cookie
-        hit = self.front.lookup(cookie)
-        if hit is not None:
-            return hit
-        found = self.scan(((b"cookie", cookie),))  # that header alone: no second pass
-        if len(cookie) <= FRONT_MAX_BYTES:
-            self.front.store(cookie, found)
-        return found
-
-    def scan(self, headers: Iterable[tuple[bytes, bytes]]) -> Seen:
-        for name, codec, _ in self.cookies:
-            found = scan_cookie(headers, self.needles[name])
-            if found is False:
-                continue
-            if found is not True:  # the common case: one plain cookie, read in one scan
-                # tuple.__new__: the NamedTuple without its Python-level __new__.
-                read = tuple.__new__(CookieRead, (found or None, [name], 0))
-                return Seen(name, codec, read)
-            read = read_cookie_chunks(headers, name, self.max_chunks[name])
-            if read.carried or read.overflow:
-                return Seen(name, codec, read)
-        return self.no_cookie
+        """The first session cookie the request carries: its name, codec and what was
+        read (through the front cache)."""
+        return self.front.read(scope["headers"])
 
     def warn_insecure(self, scope: Scope, name: str) -> None:
         """Log, once, that a Secure cookie goes out on a plain-http request."""
