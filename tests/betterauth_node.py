@@ -9,40 +9,25 @@ node process running betterauth.mjs, one JSON request a line. The ``betterauth``
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import subprocess
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+
+from tests.node_helper import NodeError, NodeHelper, npm_install
 
 JS = Path(__file__).resolve().parent / "js" / "betterauth"
 SECRET = "tests-better-auth-secret-0123456789abcdef"
 PASSWORD = "correct-horse-battery"
 
 
-class BetterAuthUnavailable(RuntimeError):
-    """npm is missing, or could not install better-auth."""
-
-
-class BetterAuthError(Exception):
+class BetterAuthError(NodeError):
     """Better Auth threw; the message is its error name and message."""
 
 
 def install(workdir: Path) -> Path:
     """``npm ci`` the locked better-auth into ``workdir``, with the helper script."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BetterAuthUnavailable("Better Auth tests need npm on PATH")
-    for name in ("package.json", "package-lock.json", "betterauth.mjs"):
-        shutil.copy(JS / name, workdir / name)
-    try:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=workdir, check=True, capture_output=True, text=True, timeout=300)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = (getattr(exc, "stderr", "") or "").strip()[-500:]
-        raise BetterAuthUnavailable(f"npm ci (tests/js/betterauth) failed: {detail}") from exc
-    return workdir
+    return npm_install(workdir, JS, ("package.json", "package-lock.json", "betterauth.mjs"),
+                       command="ci", timeout=300, needed_by="Better Auth tests")
 
 
 def cookies_of(set_cookie: list[str]) -> dict[str, str]:
@@ -59,26 +44,15 @@ def cookies_of(set_cookie: list[str]) -> dict[str, str]:
     return jar
 
 
-class BetterAuth:
+class BetterAuth(NodeHelper):
     """One node process running betterauth.mjs; ``call`` is one request/reply."""
 
-    def __init__(self, node: str, workdir: Path) -> None:
-        self.node, self.workdir = node, workdir  # node_modules with better-auth and pg
-        self.proc = subprocess.Popen([node, "betterauth.mjs"], cwd=workdir, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.apps = 0
+    script = "betterauth.mjs"  # in a workdir with node_modules holding better-auth and pg
+    error = BetterAuthError
 
-    def call(self, op: str, **req: Any) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"op": op, **req}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"node helper exited with {self.proc.wait()}")
-        reply = json.loads(line)
-        if not reply["ok"]:
-            raise BetterAuthError(reply["error"])
-        return reply["result"]
+    def __init__(self, node: str, workdir: Path) -> None:
+        super().__init__(node, workdir)
+        self.apps = 0
 
     def app(self, **config: Any) -> App:
         """A new Better Auth instance (``secret`` defaults to :data:`SECRET`)."""
@@ -91,14 +65,7 @@ class BetterAuth:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing: the process may be gone
             self.call("close")
-        if self.proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().close()
 
 
 class App:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.from_thread
 import anyio.lowlevel
@@ -30,12 +30,15 @@ from starlette.websockets import WebSocket
 
 from asgi_jwt_session import JWTSessionMiddleware, auth, login, logout
 from support.servers import PostgresServer, RedisServer, ServerUnavailable
+from tests.node_helper import NodeHelper, NodeUnavailable
 
 SECRET = "tests-secret-0123456789abcdef-0123456789"
 OLD_SECRET = "tests-old-secret-0123456789abcdef-01234"  # rotated out, still read
 OTHER_SECRET = "someone-else's-secret-0123456789abcdefgh"  # another app's
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+H = TypeVar("H", bound=NodeHelper)
 
 
 def unavailable(reason: str) -> None:
@@ -378,35 +381,34 @@ def node() -> str:
     return path
 
 
+def run_node(helper: Callable[[str, Path], H], node: str, install: Callable[[Path], Path],
+             workdir: Path) -> Iterator[H]:
+    """For a fixture to ``yield from``: ``helper`` (a node helper of tests/node_helper.py)
+    running in ``install(workdir)``, closed at the end; unavailable when npm cannot
+    install it."""
+    try:
+        workdir = install(workdir)
+    except NodeUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    running = helper(node, workdir)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
 @pytest.fixture(scope="session")
 def authjs(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real ``@auth/core`` (pinned in tests/js/package.json) in one node process."""
-    from tests.authjs_node import AuthJS, AuthJSUnavailable, install
+    from tests.authjs_node import AuthJS, install
 
-    try:
-        workdir = install(tmp_path_factory.mktemp("authjs"))
-    except AuthJSUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    helper = AuthJS(node, workdir)
-    try:
-        yield helper
-    finally:
-        helper.close()
+    yield from run_node(AuthJS, node, install, tmp_path_factory.mktemp("authjs"))
 
 
 @pytest.fixture(scope="session")
 def betterauth(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real ``better-auth`` (locked in tests/js/betterauth) in one node process."""
-    from tests.betterauth_node import BetterAuth, BetterAuthUnavailable, install
+    from tests.betterauth_node import BetterAuth, install
 
-    try:
-        workdir = install(tmp_path_factory.mktemp("betterauth"))
-    except BetterAuthUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    helper = BetterAuth(node, workdir)
-    try:
-        yield helper
-    finally:
-        helper.close()
+    yield from run_node(BetterAuth, node, install, tmp_path_factory.mktemp("betterauth"))

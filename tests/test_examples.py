@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +22,8 @@ from examples.fastapi_app.app import create_app as create_fastapi_app
 from examples.nextjs_fastapi.api import create_app as create_nextjs_api
 from examples.starlette_app.app import create_app as create_starlette_app
 from support.servers import free_port
-from tests.authjs_node import JS, AuthJS, AuthJSUnavailable, install
-from tests.conftest import SECRET, unavailable
+from tests.authjs_node import AuthJSFlow, install
+from tests.conftest import SECRET, run_node
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -234,36 +232,9 @@ def test_raw_asgi_example(raw_server: str) -> None:
 # --- Next.js + FastAPI: the Python side against the real @auth/core ---------------------------
 
 
-class AuthJSFlow(AuthJS):
-    """@auth/core's ``Auth()`` handler with a Credentials provider (tests/js/authjs_flow.mjs),
-    the role set by its jwt callback as in examples/nextjs_fastapi/auth.ts."""
-
-    def __init__(self, node: str, workdir: Path) -> None:
-        self.proc = subprocess.Popen([node, "authjs_flow.mjs"], cwd=workdir, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def sign_in(self, user: str, role: str, **options: Any) -> dict[str, str]:
-        jar: dict[str, str] = self.call("signIn", user=user, role=role, **options)
-        return jar
-
-    def session(self, cookies: dict[str, str], **options: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("session", cookies=cookies, **options)
-        return result
-
-
 @pytest.fixture(scope="module")
 def authjs_flow(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthJSFlow]:
-    try:
-        workdir = install(tmp_path_factory.mktemp("authjs-example"))
-    except AuthJSUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    shutil.copy(JS / "authjs_flow.mjs", workdir / "authjs_flow.mjs")
-    flow = AuthJSFlow(node, workdir)
-    try:
-        yield flow
-    finally:
-        flow.close()
+    yield from run_node(AuthJSFlow, node, install, tmp_path_factory.mktemp("authjs-example"))
 
 
 def cookie_header(jar: dict[str, str]) -> dict[str, str]:

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,8 +25,8 @@ from asgi_jwt_session.authjs import AuthJSCodec, AuthJSFormat, authjs_secrets_fr
 from asgi_jwt_session.endpoints import session_routes
 from asgi_jwt_session.freshness import Freshness
 from asgi_jwt_session.store import RoleStore, revoke_sessions
-from tests.authjs_node import JS, AuthJS, AuthJSUnavailable, install
-from tests.conftest import OLD_SECRET, SECRET, Users, make_app, opening, unavailable
+from tests.authjs_node import AuthJSFlow, install
+from tests.conftest import OLD_SECRET, SECRET, Users, make_app, opening, run_node
 
 Client = Callable[..., TestClient]
 
@@ -36,37 +34,9 @@ PLAIN = "authjs.session-token"
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])  # `databases`
 
 
-class AuthJSFlow(AuthJS):
-    """One node process running authjs_flow.mjs: the real ``Auth()`` handler."""
-
-    def __init__(self, node: str, workdir: Path) -> None:
-        self.proc = subprocess.Popen([node, "authjs_flow.mjs"], cwd=workdir, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def sign_in(self, user: str = "alice", role: str = "USER", **options: Any) -> dict[str, str]:
-        """The cookies a browser holds after signing in (session chunks included)."""
-        jar: dict[str, str] = self.call("signIn", user=user, role=role, **options)
-        return jar
-
-    def session(self, cookies: dict[str, str], **options: Any) -> dict[str, Any]:
-        """``GET /auth/session`` with these cookies: status, body and Set-Cookie lines."""
-        result: dict[str, Any] = self.call("session", cookies=cookies, **options)
-        return result
-
-
 @pytest.fixture(scope="session")
 def flow(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthJSFlow]:
-    try:
-        workdir = install(tmp_path_factory.mktemp("authjs-flow"))
-    except AuthJSUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    shutil.copy(JS / "authjs_flow.mjs", workdir / "authjs_flow.mjs")
-    helper = AuthJSFlow(node, workdir)
-    try:
-        yield helper
-    finally:
-        helper.close()
+    yield from run_node(AuthJSFlow, node, install, tmp_path_factory.mktemp("authjs-flow"))
 
 
 def session_cookies(jar: dict[str, str], name: str = PLAIN) -> dict[str, str]:
