@@ -25,9 +25,8 @@ import pytest
 
 from asgi_jwt_session.tokens import TokenCodec
 from support.servers import free_port, wait_for_port
-from tests.conftest import unavailable
+from tests.chromium import launch, started_playwright, trusting
 from tests.test_demo_app import self_signed_certificate
-from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Playwright
@@ -116,31 +115,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright (Python package) is not installed")
-        raise
-    if not Path(CHROMIUM).exists():
-        unavailable(f"Chromium not found at {CHROMIUM}")
-    with sync_playwright() as playwright:
+    with started_playwright() as playwright:
         yield playwright
-
-
-def launch(playwright: Playwright, server: Server, *extra: str) -> Browser:
-    from playwright.sync_api import Error
-
-    try:
-        return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            *CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={server.spki}", *extra])
-    except Error as exc:
-        unavailable(f"Chromium would not start: {exc}")
-        raise
 
 
 @pytest.fixture(scope="module")
 def dbsc_browser(playwright: Playwright, server: Server) -> Iterator[Browser]:
-    browser = launch(playwright, server, DBSC_FEATURES)
+    browser = launch(playwright, trusting(server.spki), DBSC_FEATURES)
     yield browser
     browser.close()
 
@@ -289,7 +270,7 @@ def test_revocation_makes_the_next_refresh_fail(
 
 def test_chromium_without_dbsc_keeps_a_normal_session(playwright: Playwright,
                                                       server: Server) -> None:
-    browser = launch(playwright, server)
+    browser = launch(playwright, trusting(server.spki))
     try:
         agent = "no-dbsc"
         context = browser.new_context(base_url=server.url)

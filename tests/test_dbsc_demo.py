@@ -17,9 +17,9 @@ import pytest
 
 from demo.tls import DBSC_FLAGS, self_signed_certificate
 from support.servers import free_port
-from tests.conftest import unavailable
+from tests.chromium import launch, started_playwright, trusting
 from tests.test_dbsc_browser import spki_hash, wait_until
-from tests.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.test_demo_browser import sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,17 +78,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsDemo]:
 
 @pytest.mark.browser
 def test_a_sign_in_over_the_https_demo_is_device_bound(demo: HttpsDemo) -> None:
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        unavailable("playwright (Python package) is not installed")
-        raise
-    if not Path(CHROMIUM).exists():
-        unavailable(f"Chromium not found at {CHROMIUM}")
     assert "device binding (DBSC) on" in demo.log_path.read_text()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            *CHROMIUM_ARGS, DBSC_FLAGS, f"--ignore-certificate-errors-spki-list={demo.spki}"])
+    with started_playwright() as playwright:
+        from playwright.sync_api import expect
+
+        browser = launch(playwright, DBSC_FLAGS, trusting(demo.spki))
         try:
             context = browser.new_context(base_url=demo.url)
             context.set_default_timeout(15_000)

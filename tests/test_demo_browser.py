@@ -15,18 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from demo.accounts import DEMO_ACCOUNTS
-from tests.conftest import unavailable
+from tests.chromium import launch, started_playwright
 from tests.test_demo_app import DemoServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ACCOUNTS = {account.id: account for account in DEMO_ACCOUNTS}
 
@@ -35,19 +29,8 @@ NewContext = Callable[..., "BrowserContext"]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        unavailable("playwright (Python package) is not installed")
-        raise
-    if not Path(CHROMIUM).exists():
-        unavailable(f"Chromium not found at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Error as exc:
-            unavailable(f"Chromium would not start: {exc}")
-            raise
+    with started_playwright() as playwright:
+        browser = launch(playwright)
         yield browser
         browser.close()
 
