@@ -272,6 +272,16 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'roles.db'}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sqlite_or_postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file, then the run's real PostgreSQL: a module whose tests run on both
+    points its ``database_url`` here."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'roles.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.dsn
+
+
 @pytest.fixture
 async def store(database_url: str, table: str) -> AsyncIterator[Any]:
     """A connected RoleStore with its table created (asyncio: `databases` needs it)."""

@@ -87,12 +87,9 @@ def test_console_script_runs() -> None:
 # --- the role store -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'app.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.dsn
+@pytest.fixture
+def database(sqlite_or_postgres_url: str) -> str:
+    return sqlite_or_postgres_url
 
 
 @pytest.fixture

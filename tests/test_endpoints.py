@@ -393,12 +393,9 @@ def test_client_script_in_node(node: str) -> None:
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'roles.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.dsn
+@pytest.fixture
+def database_url(sqlite_or_postgres_url: str) -> str:
+    return sqlite_or_postgres_url
 
 
 async def delete_row(url: str, table: str, user_id: str) -> None:

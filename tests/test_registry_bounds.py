@@ -28,12 +28,9 @@ def anyio_backend() -> str:
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'roles.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.dsn
+@pytest.fixture
+def database_url(sqlite_or_postgres_url: str) -> str:
+    return sqlite_or_postgres_url
 
 
 def make_store(database_url: str, cap: int | None = 3) -> RoleStore:

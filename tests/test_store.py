@@ -41,13 +41,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def database_url(sqlite_or_postgres_url: str) -> str:
     """Where the ``store`` (conftest) and these tests' own stores live."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'roles.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.dsn
+    return sqlite_or_postgres_url
 
 
 def near_now(when: datetime) -> bool:

@@ -18,7 +18,6 @@ from starlette.testclient import TestClient
 from asgi_jwt_session.errors import UnknownUser
 from asgi_jwt_session.store import RoleStore, StoredSession
 from asgi_jwt_session.store.databases import holds
-from support.servers import PostgresServer
 from tests.conftest import SECRET
 
 # Each is refused by at least one of the databases (a NUL only by PostgreSQL).
@@ -30,12 +29,9 @@ def anyio_backend() -> str:
     return "asyncio"  # `databases`
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'roles.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.dsn
+@pytest.fixture
+def database_url(sqlite_or_postgres_url: str) -> str:
+    return sqlite_or_postgres_url
 
 
 @pytest.fixture
