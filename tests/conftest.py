@@ -317,6 +317,26 @@ def own_postgres() -> Iterator[PostgresServer]:
     yield from running_postgres()
 
 
+def new_database(dsn: str, prefix: str) -> str:
+    """The URL of a new, empty database (``prefix`` and a random suffix) on the PostgreSQL
+    server of ``dsn``: for code whose table names are fixed."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f"CREATE DATABASE {name}")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return f"{dsn.rsplit('/', 1)[0]}/{name}"
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     try:

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from examples.betterauth_fastapi.api import create_app
 from support.servers import PostgresServer
 from tests.betterauth_node import PASSWORD, BetterAuth, cookies_of
+from tests.conftest import new_database
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "betterauth_fastapi"
 SECRET = "example-better-auth-secret-0123456789abcdef"
@@ -107,21 +108,7 @@ def test_the_api_reads_better_auth_sessions(auth_server: AuthServer, mode: str) 
 
 def test_the_api_with_better_auth_tables(betterauth: BetterAuth,
                                          postgres: PostgresServer) -> None:
-    import asyncio
-
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"example_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(postgres.dsn)
-        try:
-            await connection.execute(f"CREATE DATABASE {name}")
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
-    database = postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    database = new_database(postgres.dsn, "example")
     server = AuthServer(betterauth, DATABASE_URL=database, COOKIE_CACHE_STRATEGY="jwt")
     try:
         cookies = server.sign_up("grace@example.com")

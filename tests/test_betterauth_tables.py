@@ -27,6 +27,7 @@ from asgi_jwt_session.freshness import PostgresVersionFeed
 from asgi_jwt_session.store.betterauth import BetterAuthTables, notify_trigger_sql
 from support.servers import PostgresServer
 from tests.betterauth_node import SECRET, App, BetterAuth
+from tests.conftest import new_database
 
 DATA = "better-auth.session_data"
 TOKEN = "better-auth.session_token"
@@ -41,21 +42,7 @@ async def me(request: Request) -> JSONResponse:
 @pytest.fixture(scope="module")
 def database(postgres: PostgresServer) -> str:
     """A database of this module's own, with Better Auth's tables and the trigger."""
-    import asyncio
-
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"betterauth_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(postgres.dsn)
-        try:
-            await connection.execute(f"CREATE DATABASE {name}")
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
-    return postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(postgres.dsn, "betterauth")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ and through a real uvicorn with a self-signed certificate)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ipaddress
 import os
@@ -14,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 from demo.accounts import DEMO_ACCOUNTS, hash_password, verify_password
 from demo.app import create_app, secret_key
 from support.servers import PostgresServer, free_port
-from tests.conftest import SECRET
+from tests.conftest import SECRET, new_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORDS = {account.id: account.password for account in DEMO_ACCOUNTS}
@@ -195,19 +193,7 @@ def test_first_start_seeds_the_demo_accounts(tmp_path: Path) -> None:
 @pytest.fixture
 def postgres_url(postgres: PostgresServer) -> str:
     """A database of its own on the shared test server (the demo's tables are fixed)."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"demo_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(postgres.dsn)
-        try:
-            await connection.execute(f"CREATE DATABASE {name}")
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
-    return f"{postgres.dsn.rsplit('/', 1)[0]}/{name}"
+    return new_database(postgres.dsn, "demo")
 
 
 def test_postgresql(postgres_url: str) -> None:

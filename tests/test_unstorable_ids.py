@@ -5,7 +5,6 @@ FastAPI example's sign-in and the demo's "view as"."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from starlette.testclient import TestClient
 from asgi_jwt_session.errors import UnknownUser
 from asgi_jwt_session.store import RoleStore, StoredSession
 from asgi_jwt_session.store.databases import holds
-from tests.conftest import SECRET
+from tests.conftest import SECRET, new_database
 
 # Each is refused by at least one of the databases (a NUL only by PostgreSQL).
 UNSTORABLE = ["\x00", "a\x00b", "\ud800", "x\udfffy", "\udc80\x00"]
@@ -111,19 +110,7 @@ def demo_database(database_url: str, tmp_path: Path) -> str:
     """The demo's own database (its tables are fixed): a file, or a new PostgreSQL one."""
     if database_url.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'demo.sqlite3'}"
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"demo_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(database_url)
-        try:
-            await connection.execute(f"CREATE DATABASE {name}")
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
-    return f"{database_url.rsplit('/', 1)[0]}/{name}"
+    return new_database(database_url, "demo")
 
 
 def test_demo_view_as_and_sign_in_with_such_an_id(demo_database: str) -> None:
