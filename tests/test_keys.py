@@ -342,3 +342,21 @@ async def test_cookies_written_by_joserfc_are_read() -> None:
     response = await call(app, cookie=f"session={token}")
     assert (response.status, response.json()) == (
         200, {"session": {"cart": [1, 2, 3]}, "user": ["u1", "ADMIN"]})
+
+
+@pytest.mark.parametrize("bad", ["", [], ("current", ""), [b"bytes"], ["current", 1]])
+def test_text_secrets_are_refused_unless_non_empty_strings(bad: Any) -> None:
+    from asgi_jwt_session.authjs import AuthJSWire
+    from asgi_jwt_session.betterauth import BetterAuthWire
+
+    for make, name in ((AuthJSWire, "an Auth.js secret"),
+                       (BetterAuthWire, "a Better Auth secret")):
+        with pytest.raises(ValueError, match=f"^{name} must be a non-empty string or a list"):
+            make(bad)
+
+
+def test_text_secrets_are_a_list_newest_first() -> None:
+    from asgi_jwt_session.keys import secret_strings
+
+    assert secret_strings("current", "secret_key") == ["current"]
+    assert secret_strings(("current", "older"), "secret_key") == ["current", "older"]

@@ -38,7 +38,7 @@ from jwcrypto.jwa import JWA
 
 from asgi_jwt_session.codec import Codec, Compact, b64url_encode
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
-from asgi_jwt_session.keys import SecretKey
+from asgi_jwt_session.keys import SecretKey, secret_strings
 
 __all__ = [
     "AUTHJS_CHUNK_SIZE",
@@ -138,13 +138,6 @@ def other_salt(salt: str) -> str:
     return SECURE_PREFIX + salt
 
 
-def secret_list(secret: Any) -> list[str]:
-    secrets = [secret] if isinstance(secret, str) else list(secret)
-    if not secrets or not all(isinstance(s, str) and s for s in secrets):
-        raise ValueError("an Auth.js secret must be a non-empty string or a list of them")
-    return secrets
-
-
 class AuthJSWire:
     """Auth.js's wire codec for one cookie name (the HKDF salt).
 
@@ -168,7 +161,7 @@ class AuthJSWire:
     ) -> None:
         if max_age <= 0:
             raise ValueError("max_age must be positive")
-        self.secrets = secret_list(secret)
+        self.secrets = secret_strings(secret, "an Auth.js secret")
         self.salt = salt
         self.role_claim = role_claim
         self.default_role = default_role
@@ -365,7 +358,7 @@ class AuthJSFormat:
         self.max_token_size = max_token_size
 
     def cookies(self, secret_key: SecretKey, session_cookie: str) -> list[tuple[str, AuthJSWire]]:
-        secrets = secret_list(secret_key)
+        secrets = secret_strings(secret_key, "an Auth.js secret")
         names = ([authjs_cookie_name(True), authjs_cookie_name(False)]
                  if session_cookie == "session" else [session_cookie])
         return [(name, AuthJSWire(secrets, salt=name, role_claim=self.role_claim,

@@ -54,7 +54,7 @@ from asgi_jwt_session.codec import (
     is_canonical_b64url,
 )
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
-from asgi_jwt_session.keys import SecretKey
+from asgi_jwt_session.keys import SecretKey, secret_strings
 from asgi_jwt_session.roles import RoleHierarchy
 
 __all__ = [
@@ -191,9 +191,7 @@ class BetterAuthWire:
         version: str = "1",
         roles: RoleHierarchy = BETTER_AUTH_ROLES,
     ) -> None:
-        secrets = [secret] if isinstance(secret, str) else list(secret)
-        if not secrets or not all(isinstance(s, str) and s for s in secrets):
-            raise ValueError("a Better Auth secret must be a non-empty string or a list of them")
+        secrets = secret_strings(secret, "a Better Auth secret")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
         self.strategy = strategy

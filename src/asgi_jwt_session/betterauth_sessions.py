@@ -37,6 +37,7 @@ from asgi_jwt_session.codec import Decoded, check_types
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
+from asgi_jwt_session.keys import secret_strings
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session
 from asgi_jwt_session.users import SessionAuth
@@ -97,9 +98,7 @@ class BetterAuthSessions:
         impersonator_role: str = "admin",
         roles: RoleHierarchy = BETTER_AUTH_ROLES,
     ) -> None:
-        secrets = [secret_key] if isinstance(secret_key, str) else list(secret_key)
-        if not secrets or not all(isinstance(s, str) and s for s in secrets):
-            raise ValueError("secret_key must be a non-empty string or a list of them")
+        secrets = secret_strings(secret_key, "secret_key")
         if revalidate_after is not None and revalidate_after <= 0:
             raise ValueError("revalidate_after must be positive, or None")
         if cache_for <= 0 or timeout <= 0 or memo_size < 0:

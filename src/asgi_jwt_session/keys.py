@@ -74,6 +74,16 @@ def derive_key(secret: str | bytes) -> bytes:
     return hkdf.derive(raw)
 
 
+def secret_strings(secret: Any, name: str) -> list[str]:
+    """A text secret, or a list of them newest first (Auth.js's and Better Auth's), as a
+    list; ``ValueError`` naming ``name`` when it is empty or holds anything but
+    non-empty strings."""
+    values = [secret] if isinstance(secret, str) else list(secret)
+    if not values or not all(isinstance(value, str) and value for value in values):
+        raise ValueError(f"{name} must be a non-empty string or a list of them")
+    return values
+
+
 def key_id(key: bytes) -> str:
     """A short, stable id for a key: 8 characters of its SHA-256."""
     return b64url_encode(hashlib.sha256(b"kid:" + key).digest())[:8]
