@@ -201,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(os.sched_getaffinity(0)) < max(counts):
         results["note"] = (f"{max(counts)} workers on {len(os.sched_getaffinity(0))} cores: "
                            "more workers than cores")
-    text = markdown(results)
-    print(text)
-    path = output.json_path(args, "scaling.json")
-    output.write_json(results, path)
-    if args.publish:
-        output.update_docs_section(DOCS_MARKER, text)
-    print(f"results: {path}")
+    output.report(args, "scaling.json", results, markdown(results), DOCS_MARKER)
     return 0
 
 

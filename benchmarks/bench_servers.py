@@ -113,13 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"].setdefault(server, {})[strategy_name] = result
     results["machine"]["loadavg_at_end"] = load_average()
     results["duration_s"] = time.monotonic() - started
-    text = markdown(results)
-    print(text)
-    path = output.json_path(args, "servers.json")
-    output.write_json(results, path)
-    if args.publish:
-        output.update_docs_section(DOCS_MARKER, text)
-    print(f"results: {path}")
+    output.report(args, "servers.json", results, markdown(results), DOCS_MARKER)
     return 0
 
 
