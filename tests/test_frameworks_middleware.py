@@ -29,6 +29,20 @@ async def signed_in_cookie() -> bytes:
     return line.split(";")[0].encode()
 
 
+async def session_read_from(set_cookie: str) -> Session:
+    """The session an app is handed on a request with the cookie of this Set-Cookie line."""
+    seen: list[Session] = []
+
+    async def read(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["session"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await asgi_get(JWTSessionMiddleware(read, secret_key=SECRET),
+                   headers=[(b"cookie", set_cookie.split(";")[0].encode())])
+    return seen[0]
+
+
 def replacing_app(replacement: object) -> Any:
     """An app that puts ``replacement`` in ``scope["session"]`` and answers with what
     the scope held before (Litestar's ``set_session()``/``clear_session()``)."""
@@ -81,17 +95,8 @@ async def test_a_replaced_mapping_is_the_new_session_data() -> None:
     after = await asgi_get(JWTSessionMiddleware(replacing_app(None), secret_key=SECRET),
                            headers=[(b"cookie", line.split(";")[0].encode())])
     assert after.body == b"None"  # the replacement holds nobody signed in
-
-    seen: list[Session] = []
-
-    async def read(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["session"])
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    await asgi_get(JWTSessionMiddleware(read, secret_key=SECRET),
-                   headers=[(b"cookie", line.split(";")[0].encode())])
-    assert dict(seen[0]) == {"theme": "dark"} and seen[0].user is None
+    session = await session_read_from(line)
+    assert dict(session) == {"theme": "dark"} and session.user is None
 
 
 async def test_a_replaced_session_object_is_written() -> None:
@@ -102,16 +107,8 @@ async def test_a_replaced_session_object_is_written() -> None:
     app = JWTSessionMiddleware(replacing_app(fresh), secret_key=SECRET)
     response = await asgi_get(app)
     (line,) = response.set_cookies
-    seen: list[Session] = []
-
-    async def read(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["session"])
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    await asgi_get(JWTSessionMiddleware(read, secret_key=SECRET),
-                   headers=[(b"cookie", line.split(";")[0].encode())])
-    assert seen[0].user is not None and seen[0].user.id == "bob"
+    session = await session_read_from(line)
+    assert session.user is not None and session.user.id == "bob"
 
 
 async def test_the_same_session_object_costs_no_write() -> None:

@@ -290,6 +290,20 @@ def test_websocket_after_accept_is_not_swallowed(client_for: Client) -> None:
         websocket.receive_text()
 
 
+def assert_guards_answer(client: TestClient) -> None:
+    """The guards of ROUTES answer as the middleware does: 401, or a browser's 303 to the
+    login page, then 403 for the wrong role; a websocket refused with 401."""
+    assert client.get("/sync").status_code == 401
+    redirect = client.get("/sync", headers={"accept": BROWSER})
+    assert redirect.status_code == 303
+    assert redirect.headers["location"] == "/login?next=%2Fsync"
+    assert client.get("/custom").status_code == 403
+    with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
+        with client.websocket_connect("/ws"):
+            pass  # pragma: no cover
+    assert closed.value.status_code == 401  # the server's denial response
+
+
 @pytest.mark.parametrize("wrap", ["starlette", "fastapi"])
 def test_middleware_wrapping_the_app_from_outside(client_for: Client, wrap: str) -> None:
     # JWTSessionMiddleware(app): the app's own error middleware is inside the session
@@ -300,16 +314,7 @@ def test_middleware_wrapping_the_app_from_outside(client_for: Client, wrap: str)
     else:
         inner = FastAPI(exception_handlers=exception_handlers)
         inner.router.routes.extend(ROUTES)
-    client = client_for(JWTSessionMiddleware(inner, secret_key=SECRET))
-    assert client.get("/sync").status_code == 401
-    redirect = client.get("/sync", headers={"accept": BROWSER})
-    assert redirect.status_code == 303
-    assert redirect.headers["location"] == "/login?next=%2Fsync"
-    assert client.get("/custom").status_code == 403
-    with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
-        with client.websocket_connect("/ws"):
-            pass  # pragma: no cover
-    assert closed.value.status_code == 401  # the server's denial response
+    assert_guards_answer(client_for(JWTSessionMiddleware(inner, secret_key=SECRET)))
 
 
 @pytest.mark.anyio
@@ -359,15 +364,7 @@ def test_wrapping_from_outside_without_the_handlers(client_for: Client, wrap: st
     assert not inner.exception_handlers.get(AuthError)  # the app is left as it is
     client = client_for(middleware)
     assert client.get("/sync").json() == {"detail": "Not authenticated"}
-    assert client.get("/sync").status_code == 401
-    redirect = client.get("/sync", headers={"accept": BROWSER})
-    assert redirect.status_code == 303
-    assert redirect.headers["location"] == "/login?next=%2Fsync"
-    assert client.get("/custom").status_code == 403
-    with pytest.raises(WebSocketDisconnect) as closed:  # noqa: SIM117
-        with client.websocket_connect("/ws"):
-            pass  # pragma: no cover
-    assert closed.value.status_code == 401
+    assert_guards_answer(client)
     # Any other error is still the app's 500, and still raised to the server.
     with pytest.raises(ZeroDivisionError):
         client.get("/boom")
