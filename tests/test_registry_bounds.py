@@ -55,6 +55,13 @@ def row(session_id: str, user_id: str, signed_in: datetime, *,
                          signed_in + ends_in)
 
 
+async def sign_ins(store: RoleStore, count: int, start: datetime, prefix: str = "s") -> None:
+    """``count`` sign-ins of alice a second apart from ``start``: sessions s0, s1, ..."""
+    for i in range(count):
+        await store.record_session(row(f"{prefix}{i}", "alice", start + timedelta(seconds=i)),
+                                   first=True)
+
+
 # --- the cap -------------------------------------------------------------------------------
 
 
@@ -89,9 +96,7 @@ async def test_the_cap_ends_the_sessions_signed_in_longest_ago(store: RoleStore)
 @pytest.mark.anyio
 async def test_the_cap_never_moves_revoked_at_back(store: RoleStore) -> None:
     start = datetime.now(UTC) - HOUR
-    for i in range(3):
-        await store.record_session(row(f"s{i}", "alice", start + timedelta(seconds=i)),
-                                   first=True)
+    await sign_ins(store, 3, start)
     revoked = (await store.revoke_sessions("alice")).revoked_at
     await store.record_session(row("s3", "alice", start + timedelta(seconds=3)), first=True)
     alice = await store.get_user("alice")
@@ -102,17 +107,13 @@ async def test_the_cap_never_moves_revoked_at_back(store: RoleStore) -> None:
 async def test_the_session_kept_by_revoke_others_is_ordered_by_its_new_sign_in(
         store: RoleStore) -> None:
     start = datetime.now(UTC) - HOUR
-    for i in range(3):
-        await store.record_session(row(f"s{i}", "alice", start + timedelta(seconds=i)),
-                                   first=True)
+    await sign_ins(store, 3, start)
     alice = await store.revoke_other_sessions("alice", "s0")  # the oldest stays
     assert alice.revoked_at is not None
     [kept] = await store.list_sessions("alice")
     assert kept.id == "s0" and kept.created_at > alice.revoked_at
     now = datetime.now(UTC)
-    for i in range(3):
-        await store.record_session(row(f"n{i}", "alice", now + timedelta(seconds=i)),
-                                   first=True)
+    await sign_ins(store, 3, now, "n")
     assert [s.id for s in await store.list_sessions("alice")] == ["n2", "n1", "n0"]
     alice = await store.get_user("alice")
     assert alice is not None and alice.revoked_at is not None
@@ -242,9 +243,7 @@ def test_the_cli_pages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 @pytest.mark.anyio
 async def test_revoked_ids_read_only_what_no_revocation_time_ends(store: RoleStore) -> None:
     start = datetime.now(UTC) - HOUR
-    for i in range(3):
-        await store.record_session(row(f"s{i}", "alice", start + timedelta(seconds=i)),
-                                   first=True)
+    await sign_ins(store, 3, start)
     await store.revoke_session("s1")
     alice = await store.get_user("alice")
     assert alice is not None and alice.revoked_sessions == frozenset({"s1"})
@@ -363,9 +362,7 @@ async def test_a_revoked_session_renewed_before_its_revalidation_is_read_by_id(
     # A token without a sign-in time (Auth.js without auth_time) is judged by when it
     # was issued: renewed after "sign out other devices", only its id can end it.
     start = datetime.now(UTC) - HOUR
-    for i in range(2):
-        await store.record_session(row(f"s{i}", "alice", start + timedelta(seconds=i)),
-                                   first=True)
+    await sign_ins(store, 2, start)
     alice = await store.revoke_other_sessions("alice", "s1")
     assert alice.revoked_sessions == frozenset()
     await store.record_session(row("s0", "alice", start, renewed=datetime.now(UTC)),
