@@ -111,6 +111,9 @@ class MisusedDependency(inspect.Signature):
     def __str__(self) -> str:
         return self.text
 
+    def format(self, *, max_width: int | None = None) -> str:  # help() on Python 3.13
+        return self.text
+
 
 def find_connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection | Scope:
     values = (*args, *kwargs.values())
