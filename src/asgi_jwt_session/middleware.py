@@ -193,7 +193,7 @@ class JWTSessionMiddleware:
             return
 
         now = int(time.time())
-        seen = self.read_chunks(scope)
+        seen = self.front.read(scope["headers"])
         decoded = seen.decoded
         if decoded is not None and seen.quiet_from <= now < seen.quiet_until:
             # A token seen before, with nothing due: valid, newest key, not for renewal.
@@ -331,7 +331,7 @@ class JWTSessionMiddleware:
 
     def read_cookie(self, scope: Scope) -> tuple[str, Codec, str | None, list[str]]:
         """The first session cookie the request carries: name, codec, token, chunk names."""
-        seen = self.read_chunks(scope)
+        seen = self.front.read(scope["headers"])
         return seen.name, seen.codec, seen.read.token, seen.read.carried
 
     def read_chunks(self, scope: Scope) -> Seen:
