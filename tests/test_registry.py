@@ -323,6 +323,21 @@ def test_signing_out_an_impersonation_ends_the_impersonators_session(store: Role
         assert [row[4] is not None for row in rows(store) if row[0] == own] == [True]
 
 
+def test_signing_out_an_impersonation_ends_its_copies_without_the_admins_row(
+        store: RoleStore) -> None:
+    # The admin signed in before the registry was added (or its write failed): no row
+    # to revoke, yet a copy of the impersonation's cookie must not outlive the sign-out.
+    with devices(registry_app(store), 2) as [admin, thief]:
+        seed(admin, store, ("root", "ADMIN"), ("alice", "USER"))
+        signin(admin, "root")
+        execute(store, f"DELETE FROM {store.sessions.name}")  # type: ignore[union-attr]
+        assert post(admin, "/view-as?user=alice").status_code == 200
+        copy_of(admin, thief)
+        assert thief.get("/whoami").json()["actor"] == "root"
+        assert post(admin, "/auth/signout").status_code == 200
+        assert not signed_in(thief)
+
+
 def test_managing_sessions_is_refused_while_impersonating(store: RoleStore) -> None:
     with devices(registry_app(store), 2) as [admin, alice]:
         seed(admin, store, ("root", "ADMIN"), ("alice", "USER"))

@@ -198,16 +198,24 @@ class SessionRegistry:
         sign-out endpoint, ``request.session.clear()``): revoke its row, so its user's
         version is bumped, the feed announces it, and a copy of the cookie is refused on
         every process within the feed's bound. During an impersonation (``actor``), the
-        impersonator's own session is revoked too. Never raises: a failure is logged."""
+        impersonator's own session is revoked too; without a row of it (never recorded),
+        the impersonator's session version is bumped instead, which ends every copy of
+        the impersonation's cookie as stopping does. Never raises: a failure is logged."""
         ending = [(user_id, session_id)]
         if actor is not None:
             ending.append((actor.user.id, actor.jti))
-        for owner, ended in ending:
-            if ended is None or not SESSION_ID.fullmatch(ended):
+        bump = getattr(self.store, "bump_session_version", None)
+        for index, (owner, ended) in enumerate(ending):
+            known = ended if ended is not None and SESSION_ID.fullmatch(ended) else None
+            acting = index == 1 and callable(bump)  # the impersonator's own session
+            if known is None and not acting:
                 continue
             try:
                 with anyio.fail_after(self.timeout):
-                    await self.store.revoke_session(ended, user_id=owner)
+                    found = known is not None and await self.store.revoke_session(
+                        known, user_id=owner)
+                    if acting and not found and bump is not None:
+                        await bump(owner)
             except Exception as exc:  # the database down, or slow: the cookie still ends
                 self.failed += 1
                 logger.warning("session registry: sign-out of %r not recorded, a copy of "
