@@ -465,3 +465,28 @@ def test_compact_cache_whose_rows_look_like_its_end() -> None:
     text = (b'{"session":' + cached + b',"expiresAt":' + expires + b',"signature":"'
             + b64url_encode(mac).encode() + b'"}')
     assert codec("compact").decode(b64url_encode(text))["sub"] == "u1"
+
+
+def test_a_ban_in_any_truthy_spelling_is_refused() -> None:
+    """``banned`` as an adapter without booleans stores it (1) reads as banned too; only
+    ``false``, ``0`` or no value let the user in."""
+    import hashlib
+    import hmac
+
+    now = int(time.time())
+    header = b64url_encode(b'{"alg":"HS256"}')
+
+    def token(banned: Any) -> str:
+        payload = {"session": {"id": "s1", "userId": "u1",
+                               "expiresAt": "2999-01-01T00:00:00.000Z"},
+                   "user": {"id": "u1", "banned": banned}, "updatedAt": now * 1000,
+                   "version": "1", "iat": now, "exp": now + 300}
+        signed = f"{header}.{b64url_encode(orjson.dumps(payload))}"
+        mac = hmac.digest(SECRET.encode(), signed.encode(), hashlib.sha256)
+        return f"{signed}.{b64url_encode(mac)}"
+
+    for allowed in (None, False, 0):
+        assert codec("jwt").decode(token(allowed))["sub"] == "u1"
+    for banned in (True, 1, "true"):
+        with pytest.raises(InvalidToken, match="banned"):
+            codec("jwt").decode(token(banned))

@@ -305,7 +305,8 @@ class BetterAuthWire:
         if type(issued) is not int:
             raise InvalidToken("Better Auth cookie cache has no time of issue")
         ban_expires = user.get("banExpires")
-        if user.get("banned") is True and (
+        # Any value but false/0/none is a ban (an adapter without booleans writes 1).
+        if user.get("banned") not in (None, False) and (
                 ban_expires is None or parse_time(ban_expires, "user.banExpires") > issued):
             raise InvalidToken("Better Auth user is banned")
         role = user.get(self.role_field)
