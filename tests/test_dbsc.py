@@ -429,6 +429,32 @@ def test_proof_checks_before_the_signature() -> None:
         verify_proof(Device("RSA").proof("c", jwk=small), None)
 
 
+def test_a_proof_has_one_encoding_only() -> None:
+    """A signature is r||s of 32 bytes each (ES256) or exactly the modulus's size
+    (RS256), and a key's integers have no leading zero bytes: the same proof or key
+    never passes in a second spelling."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from asgi_jwt_session.codec import b64url_decode
+
+    device = Device()
+    header, payload, signature = device.proof("c", with_key=True).split(".")
+    raw = b64url_decode(signature)
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    for other in (b"\0" + raw[:32] + b"\0" + raw[32:],  # zero-padded halves
+                  encode_dss_signature(r, s)):  # DER
+        with pytest.raises(ProofError, match="signature"):
+            verify_proof(f"{header}.{payload}.{b64url_encode(other)}", None)
+    rsa = Device("RSA")
+    header, payload, signature = rsa.proof("c", with_key=True).split(".")
+    padded = b64url_encode(b"\0" + b64url_decode(signature))
+    with pytest.raises(ProofError, match="signature"):
+        verify_proof(f"{header}.{payload}.{padded}", None)
+    zero_e = {**rsa.public, "e": b64url_encode(b"\0\1\0\1")}
+    with pytest.raises(ProofError, match="leading zero"):
+        verify_proof(rsa.proof("c", jwk=zero_e), None)
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 def test_the_registry_marks_and_keeps_a_bound_session_between_refreshes(
         client_for: Client, database_url: str) -> None:

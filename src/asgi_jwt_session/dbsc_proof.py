@@ -71,6 +71,9 @@ def public_jwk(jwk: Any, alg: str) -> dict[str, str]:
             raise ProofError(f"jwk member {name!r} is not base64url")
         if name in sizes and len(b64url_decode(value)) != sizes[name]:
             raise ProofError(f"jwk member {name!r} has the wrong size")
+        if name not in sizes and b64url_decode(value)[:1] == b"\0":
+            # RFC 7518: the shortest encoding (one spelling, one thumbprint per key)
+            raise ProofError(f"jwk member {name!r} has a leading zero byte")
     if alg == "RS256" and len(b64url_decode(str(members["n"])).lstrip(b"\0")) < MIN_RSA_BYTES:
         raise ProofError("RSA key is shorter than 2048 bits")
     return members  # type: ignore[return-value]  # every value checked to be a str
@@ -123,6 +126,10 @@ def verify_proof(proof: str, key: dict[str, str] | None) -> tuple[dict[str, Any]
         key = public_jwk(header.get("jwk"), alg)
     elif alg != key_alg(key):
         raise ProofError(f"proof algorithm {alg} does not fit the session's key")
+    # One spelling of a signature: r||s (ES256), or exactly the modulus's size (RS256).
+    size = 64 if alg == "ES256" else len(b64url_decode(key["n"]).lstrip(b"\0"))
+    if len(b64url_decode(parts[2])) != size:
+        raise ProofError(f"proof signature is not {size} bytes")
     from jwcrypto import jwk, jws  # loaded on the first proof
     from jwcrypto.common import JWException
 
