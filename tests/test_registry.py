@@ -310,6 +310,23 @@ def test_sign_out_ends_the_session_everywhere(store: RoleStore, how: str) -> Non
         assert signed_in(laptop)  # the other device stays
 
 
+@pytest.mark.parametrize("who", ["bob", "alice"])
+def test_a_sign_in_over_a_session_ends_the_one_it_replaces(store: RoleStore, who: str
+                                                           ) -> None:
+    # Another user (or the same one again) signs in on a browser where alice is signed
+    # in: her session there ends as with a sign-out, copies of its cookie included.
+    with devices(registry_app(store), 2) as [shared, thief]:
+        seed(shared, store, ("alice", "USER"), ("bob", "USER"))
+        replaced = signin(shared, "alice")
+        copy_of(shared, thief)
+        assert signed_in(thief)
+        signin(shared, who)
+        assert signed_in(shared)
+        assert not signed_in(thief)  # the copy of alice's first session: refused
+        revoked = {row[0] for row in rows(store) if row[4] is not None}
+        assert replaced in revoked
+
+
 def test_signing_out_an_impersonation_ends_the_impersonators_session(store: RoleStore
                                                                      ) -> None:
     with devices(registry_app(store), 2) as [admin, thief]:
@@ -585,6 +602,7 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.records: list[tuple[StoredSession, bool]] = []
+        self.revoked: list[str] = []
         self.error: Exception | None = None
         self.delay = 0.0
 
@@ -593,6 +611,13 @@ class FakeStore:
         if self.error is not None:
             raise self.error
         self.records.append((session, first))
+
+    async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        await anyio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        self.revoked.append(session_id)
+        return True
 
 
 def test_hook_sign_in_renewal_and_nothing_else(client_for: Callable[..., TestClient],
@@ -615,8 +640,9 @@ def test_hook_sign_in_renewal_and_nothing_else(client_for: Callable[..., TestCli
     client.get("/me")
     assert [first for _, first in fake.records] == [True, False]
     assert fake.records[1][0].id == record.id
-    sign_in(client)  # a new sign-in: a new session id
+    sign_in(client)  # a new sign-in: a new session id, and the one it replaces ends
     assert fake.records[2][1] and fake.records[2][0].id != record.id
+    assert fake.revoked == [record.id]
     assert registry.recorded == 3 and registry.failed == 0
 
 
@@ -633,7 +659,8 @@ def test_a_failed_write_never_fails_the_sign_in(client_for: Callable[..., TestCl
         fake.error, fake.delay = None, 1.0
         sign_in(client)
         assert client.get("/me").json()["id"] == "alice"
-    assert registry.failed == 2 and fake.records == []
+    # Both sign-ins' rows, and the second's ending of the first session (too slow).
+    assert registry.failed == 3 and fake.records == [] and fake.revoked == []
     messages = [record.getMessage() for record in caplog.records]
     assert "connection refused" in messages[0] and "sign-in of 'alice'" in messages[0]
     assert "no answer within 0.05s" in messages[1]

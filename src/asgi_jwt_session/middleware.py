@@ -230,7 +230,10 @@ class JWTSessionMiddleware:
                 if current is not session:  # the app put another session in the scope
                     session = scope["session"] = replaced_session(current)
                 if pending or session.modified:
-                    if signed_in is not None and freshness is not None and session.user is None:
+                    if signed_in is not None and freshness is not None and (
+                            session.user is None or (  # signed out, or another sign-in in
+                                session.jti != opened[-1]  # its place (not an impersonation
+                                and actor is None and session.actor is None)):  # start/stop)
                         await freshness.ended(scope, signed_in.id, opened[-1], actor)
                     await self.start_response(message, session, *opened)
                 elif session.accessed:  # unchanged, nothing pending: no cookie to write
