@@ -88,7 +88,7 @@ async def test_the_front_cache_answers_as_a_full_check_at_every_boundary(
     mw = middleware()
     cookie = token(mw, iat=iat, nbf=nbf, exp=exp, auth_time=auth_time,
                    rem=None if remember else False)
-    lifetime = LIFETIME if remember else mw.browser_lifetime
+    lifetime = LIFETIME if remember else mw.config.lifetime(False)
     renew_at = iat + (mw.renew_after if remember else mw.browser_renew_after)
     times = boundaries(iat - LEEWAY, nbf - LEEWAY, renew_at, exp + LEEWAY,
                        auth_time + lifetime)

@@ -113,26 +113,32 @@ class SessionContext:
             return True
         return scope.get("scheme") in ("https", "wss")
 
-    def expires_for(self, session: Session, now: int, *, bound: bool = True) -> int:
-        """When a token issued for ``session`` at ``now`` expires: ``max_age`` (or
-        ``idle_timeout``) on, capped by the absolute lifetime from sign-in
-        (``browser_session_lifetime`` for a sign-in with ``remember=False``), and never
-        later than the session's ``lifetime`` (the span the cookie's owner gave the
-        token it replaces, for an Auth.js cookie). An impersonation's token never
-        outlives ``impersonation_lifetime`` from its start. A device-bound session's token never
-        outlives the one it replaces (``bound=False``: the session's own expiry)."""
+    def ends_at(self, session: Session, now: int) -> int:
+        """When ``session`` ends whatever its cookie: its absolute lifetime from sign-in
+        (``browser_session_lifetime`` for a sign-in with ``remember=False``; from ``now``
+        when it has no sign-in time), and for an impersonation ``impersonation_lifetime``
+        from its start and the impersonator's own absolute lifetime."""
         config = self.config
-        remember = session.remember
+        lifetime = config.lifetime(session.remember)
         auth_time = session.auth_time if session.auth_time is not None else now
-        expires_at = min(now + config.token_lifetime_for(remember),
-                         auth_time + config.lifetime(remember))
-        if session.lifetime is not None:
-            expires_at = min(expires_at, now + session.lifetime)
+        ends_at = auth_time + lifetime
         actor = session.actor
         if actor is not None:  # an impersonation: auth_time is its start
-            expires_at = min(expires_at, auth_time + config.impersonation_lifetime)
+            ends_at = min(ends_at, auth_time + config.impersonation_lifetime)
             if actor.auth_time is not None:  # and the impersonator's own sign-in ends it
-                expires_at = min(expires_at, actor.auth_time + config.lifetime(remember))
+                ends_at = min(ends_at, actor.auth_time + lifetime)
+        return ends_at
+
+    def expires_for(self, session: Session, now: int, *, bound: bool = True) -> int:
+        """When a token issued for ``session`` at ``now`` expires: ``max_age`` (or
+        ``idle_timeout``) on, never past :meth:`ends_at`, and never later than the
+        session's ``lifetime`` (the span the cookie's owner gave the token it replaces,
+        for an Auth.js cookie). A device-bound session's token never outlives the one it
+        replaces (``bound=False``: the session's own expiry)."""
+        expires_at = min(now + self.config.token_lifetime_for(session.remember),
+                         self.ends_at(session, now))
+        if session.lifetime is not None:
+            expires_at = min(expires_at, now + session.lifetime)
         if bound and session.cnf is not None and session.expires_at is not None:
             # A device-bound token lives on proofs: only the refresh endpoint extends it.
             expires_at = min(expires_at, session.expires_at)

@@ -170,7 +170,6 @@ class JWTSessionMiddleware:
         # When a token is re-issued, for a remembered sign-in and for remember=False.
         self.renew_after = config.renew_after
         self.browser_renew_after = config.renew_after_for(False)
-        self.browser_lifetime = config.lifetime(False)
         handlers = getattr(app, "exception_handlers", None)  # a Starlette app's
         if isinstance(handlers, dict) and AuthError not in handlers:
             # Wrapped from outside: its error middleware answers AuthError with 500.
@@ -290,19 +289,13 @@ class JWTSessionMiddleware:
             try:
                 decoded = codec.decode_cached(token, now)
                 session = Session.from_decoded(decoded, None)
-                remember = session.remember
-                lifetime = config.max_lifetime if remember else self.browser_lifetime
-                auth_time = session.auth_time
-                ends_at = auth_time + lifetime if auth_time is not None else None
-                actor = session.actor
-                if actor is not None and auth_time is not None:  # auth_time: its start
-                    ends_at = min(auth_time + lifetime, auth_time + config.impersonation_lifetime)
-                    if actor.auth_time is not None:  # the impersonator's own sign-in
-                        ends_at = min(ends_at, actor.auth_time + lifetime)
+                # No sign-in time (an Auth.js token): no absolute lifetime here.
+                ends_at = (self.context.ends_at(session, now)
+                           if session.auth_time is not None else None)
                 if ends_at is not None and now > ends_at:
                     raise InvalidToken("session passed its absolute lifetime")
                 issued_at = session.issued_at or 0
-                renew_after = self.renew_after if remember else self.browser_renew_after
+                renew_after = self.renew_after if session.remember else self.browser_renew_after
                 renew = now - issued_at >= renew_after or not codec.is_current(token)
                 if not self.owns_cookie and session.issued_at is not None:
                     session.lifetime = decoded.exp - session.issued_at
@@ -334,7 +327,7 @@ class JWTSessionMiddleware:
 
     def read_cookie(self, scope: Scope) -> tuple[str, Codec, str | None, list[str]]:
         """The first session cookie the request carries: name, codec, token, chunk names."""
-        seen = self.front.read(scope["headers"])
+        seen = self.read_chunks(scope)
         return seen.name, seen.codec, seen.read.token, seen.read.carried
 
     def read_chunks(self, scope: Scope) -> Seen:
