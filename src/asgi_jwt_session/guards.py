@@ -47,14 +47,13 @@ FRESH_LOGIN_AGE = 300  # seconds: how recent a sign-in requires_fresh_login asks
 
 
 def check(conn: HTTPConnection | Scope, roles: tuple[str, ...]) -> SessionUser:
-    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
-    session = get_session(scope)
+    session = get_session(conn)
     session.mark_accessed()  # the response depends on the cookie: Vary: Cookie
     user = session.user
     if user is None:
         raise NotAuthenticated()
     if roles:
-        hierarchy = roles_of(scope)
+        hierarchy = roles_of(conn)
         for role in roles:
             hierarchy.validate(role)  # a typo in a role name is a bug, not a 403
         if not hierarchy.satisfies(user.role, *roles):
@@ -79,8 +78,8 @@ def fresh_age(max_age: object) -> int:
     return max_age
 
 
-def roles_of(scope: Scope) -> RoleHierarchy:
-    context = get_context(scope)
+def roles_of(conn: HTTPConnection | Scope) -> RoleHierarchy:
+    context = get_context(conn)
     return context.roles if context is not None else DEFAULT_ROLES
 
 
@@ -217,11 +216,10 @@ def require_admin(conn: HTTPConnection | Scope | None = None) -> SessionUser | D
     are the same.
     """
     if conn is not None:
-        scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
-        return check(conn, (roles_of(scope).highest,))
+        return check(conn, (roles_of(conn).highest,))
 
     async def dependency(conn: HTTPConnection) -> SessionUser:
-        return check(conn, (roles_of(conn.scope).highest,))
+        return check(conn, (roles_of(conn).highest,))
 
     return dependency
 
