@@ -324,7 +324,7 @@ class DeviceBinding:
             raise Refused(401, str(exc)) from exc
         await self.spend(payload["jti"], until)
         session.cnf = {"jwk": key}
-        return await self.issue(scope, session, seen.name, carried, decoded, now)
+        return await self.issue(scope, session, seen.name, carried, decoded)
 
     @staticmethod
     def session_id(scope: Scope) -> str | None:
@@ -385,7 +385,7 @@ class DeviceBinding:
                                session.user.id, exc)
             if session.user is None:
                 raise Refused(401, "session revoked, or its user disabled or gone")
-        return await self.issue(scope, session, self.cookie_name, [], None, now)
+        return await self.issue(scope, session, self.cookie_name, [], None)
 
     async def spend(self, challenge: str, until: int) -> None:
         """With a session registry: record ``challenge`` as answered in its store (one
@@ -412,7 +412,7 @@ class DeviceBinding:
             raise Refused(401, "challenge was used before (on another process)")
 
     async def issue(self, scope: Scope, session: Session, name: str, carried: list[str],
-                    decoded: Decoded | None, now: int) -> Response:
+                    decoded: Decoded | None) -> Response:
         """Bind ``session`` for ``bound_lifetime`` more: its cookie, its refresh cookie,
         the registry's row, and the session configuration (never cached)."""
         now = int(time.time())  # after the proof's check: the cookie's clock
