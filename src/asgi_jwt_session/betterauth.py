@@ -42,11 +42,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwcrypto.jwa import JWA
 
+from asgi_jwt_session.authjs import DECRYPT_ERRORS
 from asgi_jwt_session.codec import (
     Compact,
     b64url_decode,
@@ -85,7 +85,7 @@ JWS = re.compile(r"([A-Za-z0-9_-]{2,256})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})
 COMPACT_HEAD = b'{"session":'
 COMPACT_TAIL = re.compile(rb',"expiresAt":([0-9]{1,16}),"signature":"([A-Za-z0-9_-]{43})"\}\Z')
 JWS_HEADER = frozenset({"alg", "typ"})
-DECRYPT_ERRORS = (InvalidSignature, InvalidTag, ValueError)
+COMPACT_HEADER: Mapping[str, Any] = {"alg": "compact"}  # never changed: shared
 # User members copied into the session's claims (the rest stay with Better Auth).
 USER_CLAIMS = ("name", "email", "image", "emailVerified")
 
@@ -195,10 +195,10 @@ class BetterAuthWire:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
         self.strategy = strategy
-        self.secrets = secrets
         self.mac_key = secrets[0].encode()  # compact and jwt: the current secret only
-        self.keys = [jwe_key(s) for s in secrets]
-        self.encs = frozenset({JWE_ENC}) if strategy == "jwe" else frozenset()
+        is_jwe = strategy == "jwe"
+        self.keys = [jwe_key(s) for s in secrets] if is_jwe else []
+        self.encs = frozenset({JWE_ENC}) if is_jwe else frozenset()
         self.cbc = JWA.encryption_alg(JWE_ENC)
         self.role_field = role_field
         self.default_role = default_role
@@ -215,7 +215,7 @@ class BetterAuthWire:
     def parse_compact(self, token: str) -> Compact:
         if B64URL.fullmatch(token) is None or not is_canonical_b64url(token):
             raise InvalidToken("Better Auth compact cookie cache is not canonical base64url")
-        return tuple.__new__(Compact, (token, "", {"alg": "compact"}, b"", b"", b""))
+        return tuple.__new__(Compact, (token, "", COMPACT_HEADER, b"", b"", b""))
 
     def parse_jws(self, token: str) -> Compact:
         match = JWS.fullmatch(token)
