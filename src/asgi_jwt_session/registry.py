@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -46,7 +46,7 @@ from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import ImpersonationDenied
 from asgi_jwt_session.guards import check
-from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify
+from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify, scope_of
 from asgi_jwt_session.session import Actor, Session, get_session, new_session_id
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
 
@@ -201,32 +201,36 @@ class SessionRegistry:
         impersonator's own session is revoked too; without a row of it (never recorded),
         the impersonator's session version is bumped instead, which ends every copy of
         the impersonation's cookie as stopping does. Never raises: a failure is logged."""
-        ending = [(user_id, session_id)]
-        if actor is not None:
-            ending.append((actor.user.id, actor.jti))
-        bump = getattr(self.store, "bump_session_version", None)
-        for index, (owner, ended) in enumerate(ending):
-            known = ended if ended is not None and SESSION_ID.fullmatch(ended) else None
-            acting = index == 1 and callable(bump)  # the impersonator's own session
-            if known is None and not acting:
-                continue
-            try:
-                with anyio.fail_after(self.timeout):
-                    found = known is not None and await self.store.revoke_session(
-                        known, user_id=owner)
-                    if acting and not found and bump is not None:
-                        await bump(owner)
-            except Exception as exc:  # the database down, or slow: the cookie still ends
-                self.failed += 1
-                logger.warning("session registry: sign-out of %r not recorded, a copy of "
-                               "its cookie stays valid: %s", owner, reason(exc, self.timeout))
+        await self.end(user_id, session_id)
+        if actor is not None:  # the impersonator's own session
+            await self.end(actor.user.id, actor.jti,
+                           getattr(self.store, "bump_session_version", None))
+
+    async def end(self, user_id: str, session_id: str | None,
+                  bump: Callable[[str], Awaitable[object]] | None = None) -> None:
+        """Revoke ``user_id``'s row ``session_id``; without such a row, ``bump`` the
+        user's session version (when given). Never raises: a failure is logged."""
+        known = session_id if session_id is not None and SESSION_ID.fullmatch(session_id) \
+            else None
+        if known is None and not callable(bump):
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                found = known is not None and await self.store.revoke_session(
+                    known, user_id=user_id)
+                if not found and callable(bump):
+                    await bump(user_id)
+        except Exception as exc:  # the database down, or slow: the cookie still ends
+            self.failed += 1
+            logger.warning("session registry: sign-out of %r not recorded, a copy of "
+                           "its cookie stays valid: %s", user_id, reason(exc, self.timeout))
 
     async def acting(self, conn: HTTPConnection | Scope, action: Action,
                      target: str | None = None) -> None:
         """Before an ``action`` on the signed-in user's sessions: during an
         impersonation, refuse it unless ``allow_impersonation``, and give it to
         ``on_event`` when allowed. Nothing happens otherwise."""
-        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+        scope = scope_of(conn)
         session = get_session(scope)
         actor, user = session.actor, session.user
         if actor is None or user is None:
