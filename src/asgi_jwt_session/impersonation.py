@@ -53,6 +53,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -260,24 +261,21 @@ async def stop_impersonating(
     actor = session.actor
     if actor is None:
         raise refuse("Not impersonating anyone", "not_impersonating")
-    if store is None:
-        store = store_of(scope)
-    bump = getattr(store, "bump_session_version", None)
+    bump = getattr(store if store is not None else store_of(scope), "bump_session_version",
+                   None)
+    session_id = session.jti
     marked: CheckedUser | None = None
-    if callable(bump) and actor.version is not None:
-        try:
-            marked = CheckedUser.coerce(await bump(actor.user.id))
-        except UnknownUser:
-            marked = None
-    elif store is None or not callable(bump):
+    if not callable(bump):
         logger.warning("impersonation stopped without a store that can mark it "
                        "(bump_session_version): signed out instead of restoring")
-    session_id = session.jti
-    if marked is not None and actor.version is not None:
-        # Only the stop that moved the version one step restores (a copy, or a race,
-        # sees another number), and only if the impersonator still passes the checks.
-        session.actor = replace(actor, version=actor.version + 1)
-        apply_actor(session, marked)
+    elif actor.version is not None:
+        with suppress(UnknownUser):
+            marked = CheckedUser.coerce(await bump(actor.user.id))
+        if marked is not None:
+            # Only the stop that moved the version one step restores (a copy, or a race,
+            # sees another number), and only if the impersonator still passes the checks.
+            session.actor = replace(actor, version=actor.version + 1)
+            apply_actor(session, marked)
     if marked is None or session.user is None:
         session.logout()
         await notify(on_event, event("stop", actor.user, user, session_id, scope))
