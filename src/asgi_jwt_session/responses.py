@@ -27,7 +27,6 @@ any app that calls the store, however the middleware is installed.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -162,26 +161,17 @@ class WebSocketRefusal:
 
     def __init__(self, status_code: int, close_code: int, body: Mapping[str, str],
                  reason: str = "") -> None:
-        self.status_code = status_code
+        self.response = JSONResponse(body, status_code=status_code)
         self.close_code = close_code
-        self.body = json.dumps(body, separators=(",", ":")).encode()
         # A close frame carries at most 123 bytes of reason.
         self.reason = reason.encode()[:123].decode(errors="ignore")
 
-    def messages(self, scope: Scope) -> list[Message]:
-        """What to send: the denial response, or an accept and a close."""
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(self.body)).encode())]
-            return [{"type": "websocket.http.response.start", "status": self.status_code,
-                     "headers": headers},
-                    {"type": "websocket.http.response.body", "body": self.body}]
-        return [{"type": "websocket.accept"},
-                {"type": "websocket.close", "code": self.close_code, "reason": self.reason}]
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        for message in self.messages(scope):
-            await send(message)
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await self.response(scope, receive, send)  # sent as the denial response
+            return
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": self.close_code, "reason": self.reason})
 
 
 def error_body(exc: AuthError) -> dict[str, str]:
