@@ -235,8 +235,6 @@ class HeldServerErrors:
         try:
             await self.app(scope, receive, hold_500)
         except AuthError:
-            if not held:
-                raise
             held.clear()  # answered by the session middleware instead
             raise
         finally:
@@ -261,8 +259,8 @@ async def handle_auth_error(conn: HTTPConnection, exc: Exception) -> Response | 
     has the middleware (its own error middleware would answer 500 first)."""
     assert isinstance(exc, AuthError)
     if isinstance(conn, WebSocket):
-        refusal = WebSocketRefusal(exc.status_code, exc.close_code, error_body(exc),
-                                   exc.detail)
+        refusal = auth_error_response(conn.scope, exc)
+        assert isinstance(refusal, WebSocketRefusal)
         await refuse_websocket(conn, refusal)
         return None
     response = auth_error_response(conn.scope, exc)
