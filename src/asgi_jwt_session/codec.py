@@ -230,16 +230,8 @@ class Decoded:
     __slots__ = ("claims", "data", "exp", "extra", "fresh", "iat", "memo", "nbf")
 
     def __init__(self, claims: dict[str, Any]) -> None:
-        self.load(*split_claims(claims))
-
-    @classmethod
-    def checked(cls, claims: Any) -> Decoded:
-        """The entry of a token's claims, their types checked on the way (one pass)."""
-        decoded = cls.__new__(cls)
-        decoded.load(*split_claims(claims))
-        return decoded
-
-    def load(self, registered: dict[str, Any], extra: dict[str, Any]) -> None:
+        # The types are checked on the way, in the same pass that splits the claims.
+        registered, extra = split_claims(claims)
         data = registered.pop("data", None)
         self.data = compact_json(data) if data else None
         # The parsed data, for the first session read from this entry to take instead
@@ -421,7 +413,7 @@ class Codec:
             if type(claims) is not dict:
                 raise InvalidToken("token payload is not a JSON object")
             wire_claims = self.wire_claims
-            decoded = Decoded.checked(claims if wire_claims is None else wire_claims(claims))
+            decoded = Decoded(claims if wire_claims is None else wire_claims(claims))
             if len(token) <= self.max_cached_size:
                 self.cache.store(token, decoded)
         decoded.check_times(now, self.leeway)

@@ -227,15 +227,14 @@ class Session(dict[str, Any]):
         session = cls.__new__(cls)
         data = decoded.data
         if data is not None:
-            fresh = decoded.fresh
-            if fresh is not None:  # the entry's first session takes the parsed data
-                decoded.fresh = None
-                try:
-                    dict.update(session, fresh.pop())
-                except IndexError:  # another thread took it first
-                    dict.update(session, orjson.loads(data))
-            else:
-                dict.update(session, orjson.loads(data))
+            # The entry's first session takes the data already parsed (list.pop: one
+            # thread gets it); every other one parses its own copy.
+            fresh, decoded.fresh = decoded.fresh, None
+            try:
+                parsed = fresh.pop() if fresh is not None else orjson.loads(data)
+            except IndexError:  # another thread took it first
+                parsed = orjson.loads(data)
+            dict.update(session, parsed)
         session.accessed = session.modified = False
         session.lifetime = lifetime
         (session.user, session.jti, session.version, session.issued_at, session.expires_at,
