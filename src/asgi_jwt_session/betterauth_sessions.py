@@ -37,6 +37,7 @@ from asgi_jwt_session.codec import Decoded, check_types
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
+from asgi_jwt_session.freshness.policy import UNAVAILABLE
 from asgi_jwt_session.keys import secret_strings
 from asgi_jwt_session.roles import RoleHierarchy
 from asgi_jwt_session.session import Actor, Session
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["BetterAuthSessions", "BetterAuthTokenSessions"]
 
 logger = logging.getLogger("asgi_jwt_session.betterauth")
-
-UNAVAILABLE = (StoreUnavailable, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
