@@ -39,7 +39,13 @@ from starlette.types import Receive, Scope, Send
 from asgi_jwt_session.codec import Codec, Decoded, b64url_encode
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.cookies import CookieWriter, read_cookie_chunks
-from asgi_jwt_session.dbsc_proof import ALGORITHMS, Challenges, ProofError, verify_proof
+from asgi_jwt_session.dbsc_proof import (
+    ALGORITHMS,
+    Challenges,
+    ProofError,
+    derive_keys,
+    verify_proof,
+)
 from asgi_jwt_session.errors import InvalidToken, SessionTooLarge, StoreUnavailable, describe
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.session import Session
@@ -93,12 +99,8 @@ def header(scope: Scope, name: bytes) -> str | None:
 def derived_keyring(keyring: Keyring) -> Keyring:
     """The keyring of the refresh cookie: each key derived (HKDF) from the session
     keyring's under another label, so a refresh token never decrypts as a session."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return Keyring([{"kty": "oct", "k": b64url_encode(
-        HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=REFRESH_KEY_INFO)
-        .derive(raw))} for _, raw in keyring.secrets])
+    return Keyring([{"kty": "oct", "k": b64url_encode(key)}
+                    for key in derive_keys(keyring, REFRESH_KEY_INFO)])
 
 
 class DeviceBinding:

@@ -145,6 +145,15 @@ def verify_proof(proof: str, key: dict[str, str] | None) -> tuple[dict[str, Any]
     return payload, key
 
 
+def derive_keys(keyring: Keyring, info: bytes) -> list[bytes]:
+    """Each key of ``keyring``, newest first, derived (HKDF-SHA256) under ``info``."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+            for _, raw in keyring.secrets]
+
+
 class Challenges:
     """Issues and checks challenges for one keyring: unforgeable (HMAC under a key
     derived from each of the keyring's keys, the newest issuing), bound to a purpose
@@ -153,11 +162,7 @@ class Challenges:
 
     def __init__(self, keyring: Keyring, *, lifetime: int = 120, leeway: int = 10,
                  remember: int = 65536) -> None:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-        self.keys = [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO)
-                     .derive(raw) for _, raw in keyring.secrets]
+        self.keys = derive_keys(keyring, HKDF_INFO)
         self.lifetime = lifetime
         self.leeway = leeway
         self.remember = remember
