@@ -33,12 +33,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_jwt_session import JWTSessionMiddleware, auth
 from asgi_jwt_session.tokens import TokenCodec
 from benchmarks.bench_server import VaryOnly
-from benchmarks.inprocess import make_scope
+from benchmarks.inprocess import call, discard, receive_empty
+from benchmarks.inprocess import scopes_for as scopes
 
 SECRET = "benchmark-first-sight-" + "k7Qz" * 8
 USERS = 1000
@@ -134,45 +135,16 @@ class Scenarios:
     async def warm_up(self) -> None:
         """Send every warm-up request (the caches fill), checking the last answers."""
         for name, warmup in self.warmup.items():
-            for scope in warmup:
-                await self.apps[name](dict(scope), receive, discard)
-            status, body = await answer(self.apps[name], warmup[-1])
+            await serve(self.apps[name], warmup)
+            status, _, body = await call(self.apps[name], dict(warmup[-1]))
             if status != 200 or not body.endswith(EXPECTED):
                 raise RuntimeError(f"{name}: expected 200 ...{EXPECTED!r}, got {status} {body!r}")
-
-
-def scopes(cookies: Sequence[str]) -> list[Scope]:
-    return [make_scope("/", cookie) for cookie in cookies]
 
 
 async def discard_app(scope: Scope, receive: Receive, send: Send) -> None:
     return None
 
 
-async def receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def discard(message: Message) -> None:
-    return None
-
-
-async def answer(app: ASGIApp, scope: Scope) -> tuple[int, bytes]:
-    """One request: its status and body."""
-    status = 0
-    body = b""
-
-    async def send(message: Message) -> None:
-        nonlocal status, body
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body += message.get("body", b"")
-
-    await app(dict(scope), receive, send)
-    return status, body
-
-
 async def serve(app: ASGIApp, requests: Sequence[Scope]) -> None:
     for scope in requests:
-        await app(dict(scope), receive, discard)
+        await app(dict(scope), receive_empty, discard)

@@ -85,7 +85,7 @@ async def receive_empty() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-async def _discard(message: Message) -> None:
+async def discard(message: Message) -> None:
     return None
 
 
@@ -146,7 +146,7 @@ async def measure(streams: dict[str, Stream], iterations: int, batch: int = 1,
                 scope = dict(scopes[i % count])
                 i += 1
                 t0 = perf()
-                await app(scope, receive_empty, _discard)
+                await app(scope, receive_empty, discard)
                 out.append(perf() - t0)
             position[name] = i
         if tick is not None:

@@ -129,7 +129,7 @@ def test_first_sight_scenarios_answer_and_fill_the_caches() -> None:
         await built.warm_up()
         for name in first_sight.SCENARIOS:
             for scope in built.scopes[name][:12]:  # a "mix" first sight among them
-                status, body = await first_sight.answer(built.apps[name], scope)
+                status, _, body = await inprocess.call(built.apps[name], dict(scope))
                 assert status == 200 and body.endswith(first_sight.EXPECTED), name
         # Both caches of the first-sight app were full before its requests came.
         middleware = built.apps["first-sight"].middleware_stack
