@@ -380,7 +380,6 @@ class SessionApp:
 
     def __init__(self, routes: list[BaseRoute]) -> None:
         self.router = Router(routes=routes, redirect_slashes=False)
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
