@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -48,7 +47,7 @@ from asgi_jwt_session.errors import ImpersonationDenied
 from asgi_jwt_session.guards import check
 from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify, scope_of
 from asgi_jwt_session.session import Actor, Session, get_session, new_session_id
-from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser
+from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser, kept_sign_in_ms
 
 __all__ = [
     "Device",
@@ -360,8 +359,7 @@ async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
         session.jti = new_session_id()
     stored: StoredUser = await registry.store.revoke_other_sessions(user.id, session.jti)
     if stored.revoked_at is not None:  # after it on the database's clock: this one stays
-        moved = math.floor(stored.revoked_at.timestamp() * 1000) + 1
-        session.auth_ms = max(session.auth_ms or 0, moved)
+        session.auth_ms = max(session.auth_ms or 0, kept_sign_in_ms(stored.revoked_at))
     apply_user(session, CheckedUser.coerce(stored), int(time.time()))
     session.mark_modified()
     return session

@@ -12,6 +12,7 @@ the user (:attr:`StoredUser.revoked_sessions`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,6 +147,12 @@ class ChallengeStore(Protocol):
         """Record ``challenge`` as used, keeping it at least until ``expires_at``
         (aware, UTC; it is refused by its age after that); ``False`` when it was used
         before, on any process. One statement."""
+
+
+def kept_sign_in_ms(revoked_at: datetime) -> int:
+    """The sign-in time (epoch milliseconds) of the session a revocation of the others
+    at ``revoked_at`` keeps: the first millisecond after it."""
+    return math.floor(revoked_at.timestamp() * 1000) + 1
 
 
 async def update_user_role(store: Store, user_id: str, role: str) -> StoredUser:

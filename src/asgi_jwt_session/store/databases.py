@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -43,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from asgi_jwt_session.asyncio_only import require_asyncio
 from asgi_jwt_session.errors import StoreUnavailable, UnknownRole, UnknownUser
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.store.base import Listener, StoredSession, StoredUser
+from asgi_jwt_session.store.base import Listener, StoredSession, StoredUser, kept_sign_in_ms
 
 __all__ = ["RoleStore"]
 
@@ -895,7 +894,7 @@ class RoleStore:
         values = {"revoked_at": now} if "revoked_at" in self.table.c else {}
         user = await self._update(user_id, values, now)
         if user.revoked_at is not None and keep:
-            moved = math.floor(user.revoked_at.timestamp() * 1000) + 1
+            moved = kept_sign_in_ms(user.revoked_at)
             await self._execute(sessions.update()
                                 .where(s.id == keep, s.user_id == user_id)
                                 .values(created_at=self._time(
