@@ -197,7 +197,6 @@ class DeviceBinding:
                                      leeway=config.leeway)
         self.refresh_codec = Codec(TokenWire(derived_keyring(keyring)), leeway=config.leeway,
                                    cache_size=0, max_token_size=config.max_cookie_size)
-        self.cookie_name = name
         self.writer = writer
         # With a session registry, its store records the challenges answered.
         registry = getattr(middleware.freshness, "registry", None)
@@ -303,7 +302,7 @@ class DeviceBinding:
         # cookie and the refresh cookie go with it, so the next request is signed out.
         response = JSONResponse({"continue": False}, exc.status_code, headers=NO_STORE)
         response.raw_headers.append(self.delete_refresh())
-        line = self.writer.delete(self.cookie_name, secure=True)
+        line = self.writer.delete(self.writer.name, secure=True)
         response.raw_headers.append((b"set-cookie", line.encode("latin-1")))
         return response
 
@@ -387,7 +386,7 @@ class DeviceBinding:
                                session.user.id, exc)
             if session.user is None:
                 raise Refused(401, "session revoked, or its user disabled or gone")
-        return await self.issue(scope, session, self.cookie_name, [], None)
+        return await self.issue(scope, session, self.writer.name, [], None)
 
     async def spend(self, challenge: str, until: int) -> None:
         """With a session registry: record ``challenge`` as answered in its store (one
@@ -453,6 +452,6 @@ class DeviceBinding:
             "refresh_url": self.refresh_path,
             "scope": {"origin": f"https://{host}", "include_site": False,
                       "scope_specification": self.scope_specification},
-            "credentials": [{"type": "cookie", "name": self.cookie_name,
+            "credentials": [{"type": "cookie", "name": self.writer.name,
                              "attributes": self.writer.attributes(True)}],
         }
