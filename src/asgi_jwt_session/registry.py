@@ -196,12 +196,14 @@ class SessionRegistry:
         """The app signed ``user_id``'s session ``session_id`` out (:func:`logout`, the
         sign-out endpoint, ``request.session.clear()``): revoke its row, so its user's
         version is bumped, the feed announces it, and a copy of the cookie is refused on
-        every process within the feed's bound. During an impersonation (``actor``), the
-        impersonator's own session is revoked too; without a row of it (never recorded),
-        the impersonator's session version is bumped instead, which ends every copy of
-        the impersonation's cookie as stopping does. Never raises: a failure is logged."""
-        await self.end(user_id, session_id)
-        if actor is not None:  # the impersonator's own session
+        every process within the feed's bound. An impersonation (``actor``) has no row
+        (:meth:`issued` records none): the impersonator's own session is revoked instead;
+        without a row of it (never recorded), the impersonator's session version is
+        bumped, which ends every copy of the impersonation's cookie as stopping does.
+        Never raises: a failure is logged."""
+        if actor is None:
+            await self.end(user_id, session_id)
+        else:
             await self.end(actor.user.id, actor.jti,
                            getattr(self.store, "bump_session_version", None))
 
