@@ -339,7 +339,7 @@ async def revoke_other_sessions(conn: HTTPConnection | Scope) -> Session:
     Every other session of the user ends, recorded or not (the user's ``revoked_at``
     is set, as :func:`~asgi_jwt_session.store.revoke_sessions` does), and this one is
     re-issued with its sign-in moved just past it, with the user's new session version.
-    Two statements. Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when
+    Three statements. Raises :class:`~asgi_jwt_session.errors.NotAuthenticated` when
     nobody is signed in, :class:`~asgi_jwt_session.errors.ImpersonationDenied` while
     impersonating (unless the registry allows it), ``RuntimeError`` without a registry
     or when the middleware cannot write the cookie (Auth.js's, read-only), and the
