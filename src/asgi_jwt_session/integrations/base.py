@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from asgi_jwt_session.csrf import CSRF_COOKIE
 from asgi_jwt_session.endpoints import session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.guards import check
@@ -105,13 +106,12 @@ class Mounted:
 
 def wrap(app: ASGIApp, secret_key: SecretKey, *, endpoints: str | None = DEFAULT_PREFIX,
          store: Store | None = None, trusted_origins: Iterable[str] = (),
-         csrf_cookie: str | None = None, **options: Any) -> JWTSessionMiddleware:
+         csrf_cookie: str = CSRF_COOKIE, **options: Any) -> JWTSessionMiddleware:
     """``app`` under the middleware (its keywords in ``options``), with the session
     endpoints (``store``, ``trusted_origins`` and ``csrf_cookie`` are theirs) mounted
     at ``endpoints`` beside it (``None``: none)."""
     if endpoints is not None:
-        endpoint_options: dict[str, Any] = {"trusted_origins": trusted_origins}
-        if csrf_cookie is not None:
-            endpoint_options["csrf_cookie"] = csrf_cookie
-        app = Mounted(app, session_app(store, **endpoint_options), endpoints)
+        endpoints_app = session_app(store, trusted_origins=trusted_origins,
+                                    csrf_cookie=csrf_cookie)
+        app = Mounted(app, endpoints_app, endpoints)
     return JWTSessionMiddleware(app, secret_key, **options)

@@ -108,21 +108,19 @@ class JWTSessionPlugin(InitPluginProtocol):
     ``csrf_cookie``, ``trusted_origins`` are :func:`~asgi_jwt_session.endpoints.session_app`'s."""
 
     def __init__(self, secret_key: SecretKey, *, endpoints: str | None = DEFAULT_PREFIX,
-                 store: Store | None = None, csrf_cookie: str | None = None,
+                 store: Store | None = None, csrf_cookie: str = CSRF_COOKIE,
                  trusted_origins: Iterable[str] = (), **options: Any) -> None:
         self.secret_key = secret_key
         self.options = options
         self.prefix = endpoints
-        self.endpoint_options: dict[str, Any] = {"trusted_origins": tuple(trusted_origins)}
-        if csrf_cookie is not None:
-            self.endpoint_options["csrf_cookie"] = csrf_cookie
         self.store = store
+        self.csrf_cookie = csrf_cookie
+        self.trusted_origins = tuple(trusted_origins)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         theirs = app_config.csrf_config.cookie_name if app_config.csrf_config else None
-        ours = self.endpoint_options.get("csrf_cookie", CSRF_COOKIE)
-        if self.prefix is not None and theirs == ours:
-            raise ValueError(f"the session endpoints' CSRF cookie {ours!r} is also Litestar's "
+        if self.prefix is not None and theirs == self.csrf_cookie:
+            raise ValueError(f"the session endpoints' CSRF cookie {theirs!r} is also Litestar's "
                              "(csrf_config): pass JWTSessionPlugin(..., csrf_cookie=...) "
                              "another name")
         if self.prefix is not None and app_config.csrf_config is not None:
@@ -136,7 +134,8 @@ class JWTSessionPlugin(InitPluginProtocol):
         app_config.middleware.insert(0, middleware)
         app_config.exception_handlers.setdefault(AuthError, auth_error_handler)
         if self.prefix is not None:
-            endpoints = session_app(self.store, **self.endpoint_options)
+            endpoints = session_app(self.store, csrf_cookie=self.csrf_cookie,
+                                    trusted_origins=self.trusted_origins)
 
             async def session_endpoints(scope: Scope, receive: Receive, send: Send) -> None:
                 await endpoints(scope, receive, send)
