@@ -293,11 +293,13 @@ class BetterAuthTokenSessions:
         self.sessions = sessions
         name = f"{cookie_prefix}.session_token"
         self.names = (f"__Secure-{name}", name)
+        # In both names: a Cookie header without it is not split.
+        self.needle = name.encode("latin-1", "replace")
 
     def token_cookie(self, scope: Scope) -> str | None:
         found: dict[str, str] = {}
         for key, value in scope["headers"]:
-            if key == b"cookie":
+            if key == b"cookie" and self.needle in value:
                 for part in value.decode("latin-1").split(";"):
                     name, eq, cookie = part.strip().partition("=")
                     if eq and name in self.names:
