@@ -372,6 +372,15 @@ def session_routes(
     return Mount(prefix, routes=routes, name=name)
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path below ``root_path``, whether or not the path still holds it."""
+    root_path: str = scope.get("root_path", "")
+    path: str = scope["path"]
+    if root_path and (path == root_path or path.startswith(root_path + "/")):
+        return path[len(root_path):]
+    return path
+
+
 class SessionApp:
     """The session endpoints as a plain ASGI app, for any framework to mount at a prefix
     (see :func:`session_app`). It answers the path below the mount point whether the
@@ -384,12 +393,8 @@ class SessionApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.router(scope, receive, send)
-        root_path = scope.get("root_path", "")
-        path = scope["path"]
-        if root_path and (path == root_path or path.startswith(root_path + "/")):
-            path = path[len(root_path):]
-        path = path.rstrip("/") or "/"
-        await self.router({**scope, "path": root_path + path}, receive, send)
+        path = route_path(scope).rstrip("/") or "/"
+        await self.router({**scope, "path": scope.get("root_path", "") + path}, receive, send)
 
 
 def session_app(store: Store | None = None, **options: Any) -> SessionApp:

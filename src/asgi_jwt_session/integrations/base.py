@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_jwt_session.csrf import CSRF_COOKIE
-from asgi_jwt_session.endpoints import session_app
+from asgi_jwt_session.endpoints import route_path, session_app
 from asgi_jwt_session.errors import AuthError
 from asgi_jwt_session.guards import check
 from asgi_jwt_session.keys import SecretKey
@@ -92,12 +92,10 @@ class Mounted:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            root_path = scope.get("root_path", "")
-            path = scope["path"]
-            if root_path and path.startswith(root_path + "/"):
-                path = path[len(root_path):]
+            path = route_path(scope)
             prefix = self.prefix
             if path == prefix or path.startswith(prefix + "/"):
+                root_path = scope.get("root_path", "")
                 child = {**scope, "root_path": root_path + prefix, "path": root_path + path}
                 await self.endpoints(child, receive, send)
                 return
