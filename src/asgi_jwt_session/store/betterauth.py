@@ -15,6 +15,8 @@ makes reaches every process within a second: see :data:`NOTIFY_TRIGGER`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,20 +137,26 @@ class BetterAuthTables:
         if self.owned:
             await self.database.disconnect()
 
+    @contextmanager
+    def querying(self) -> Iterator[None]:
+        """Count one query; a database that cannot be reached raises StoreUnavailable."""
+        self.queries += 1
+        try:
+            yield
+        except Exception as exc:
+            from asgi_jwt_session.store.databases import is_unavailable  # OSError included
+
+            if not is_unavailable(exc):
+                raise
+            raise StoreUnavailable(f"Better Auth tables: {describe(exc)}") from exc
+
     async def session(self, *, session_id: str | None = None, token: str | None = None
                       ) -> BetterAuthRow | None:
         """The session with this id (or token) and its user; ``None`` when it is gone."""
         query, key = (self.by_id, session_id) if session_id is not None else (self.by_token,
                                                                               token)
-        self.queries += 1
-        try:
+        with self.querying():
             row = await self.database.fetch_one(query, {"key": key})
-        except Exception as exc:
-            from asgi_jwt_session.store.databases import is_unavailable
-
-            if is_unavailable(exc) or isinstance(exc, OSError | TimeoutError):
-                raise StoreUnavailable(f"Better Auth tables: {describe(exc)}") from exc
-            raise
         if row is None:
             return None
         expires_at = utc(row["expires_at"])
@@ -177,15 +185,8 @@ class BetterAuthTables:
             values.update(at=before[0], id=before[1])
         query += 'ORDER BY "updatedAt" DESC, id DESC LIMIT :limit'
         values["limit"] = limit
-        self.queries += 1
-        try:
+        with self.querying():
             rows = await self.database.fetch_all(query, values)
-        except Exception as exc:
-            from asgi_jwt_session.store.databases import is_unavailable
-
-            if is_unavailable(exc) or isinstance(exc, OSError | TimeoutError):
-                raise StoreUnavailable(f"Better Auth tables: {describe(exc)}") from exc
-            raise
         sessions = []
         for row in rows:
             created, updated, expires = (utc(row["created_at"]), utc(row["updated_at"]),
