@@ -66,14 +66,13 @@ def requires_role(*roles: str
                   ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Decorator for an async handler that takes its request (or websocket): a
     signed-in user with one of ``roles`` (any signed-in user when none)."""
-    names = tuple(str(role) for role in roles)
 
     def decorator(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(handler)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             found = find_request(args, kwargs)
             try:
-                check_request(found, names)
+                check_request(found, roles)
             except AuthError as exc:
                 if not isinstance(found, WebSocket):
                     raise  # answered by auth_error_handler

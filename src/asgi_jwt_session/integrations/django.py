@@ -81,7 +81,6 @@ def error_response(request: HttpRequest, exc: AuthError) -> HttpResponse:
 def requires_role(*roles: str) -> Callable[[View], View]:
     """View decorator (sync or async views): a signed-in user with one of ``roles`` (any
     signed-in user when none)."""
-    names = tuple(str(role) for role in roles)
 
     def decorator(view: View) -> View:
         if inspect.iscoroutinefunction(view):
@@ -89,7 +88,7 @@ def requires_role(*roles: str) -> Callable[[View], View]:
             @functools.wraps(view)
             async def async_guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 try:
-                    check_request(request, names)
+                    check_request(request, roles)
                 except AuthError as exc:
                     return error_response(request, exc)
                 return await view(request, *args, **kwargs)
@@ -99,7 +98,7 @@ def requires_role(*roles: str) -> Callable[[View], View]:
         @functools.wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             try:
-                check_request(request, names)
+                check_request(request, roles)
             except AuthError as exc:
                 return error_response(request, exc)
             return view(request, *args, **kwargs)

@@ -65,17 +65,16 @@ def session(req: falcon.asgi.Request) -> Session:
 def require(req: falcon.asgi.Request, *roles: str) -> SessionUser:
     """The signed-in user, with one of ``roles`` when given; raises the guards'
     :class:`~asgi_jwt_session.AuthError` otherwise (answered by the error handler)."""
-    return check_request(req, tuple(str(role) for role in roles))
+    return check_request(req, roles)
 
 
 def requires_role(*roles: str) -> Hook:
     """A ``@falcon.before`` hook: a signed-in user with one of ``roles`` (any signed-in
     user when none)."""
-    names = tuple(str(role) for role in roles)
 
     async def hook(req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object,
                    params: dict[str, Any]) -> None:
-        check_request(req, names)
+        check_request(req, roles)
 
     return hook
 

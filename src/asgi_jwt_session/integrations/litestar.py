@@ -87,10 +87,9 @@ def requires_login(connection: ASGIConnection[Any, Any, Any, Any],
 def requires_role(*roles: str) -> Guard:
     """Litestar guard: a signed-in user with one of ``roles`` or a role above them in the
     hierarchy (``guards=[requires_role("ADMIN")]``)."""
-    names = tuple(str(role) for role in roles)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        check_connection(connection, names)
+        check_connection(connection, roles)
 
     return guard
 

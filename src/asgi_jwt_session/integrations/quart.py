@@ -73,25 +73,24 @@ def current_session() -> Session:
 def current_user(*roles: str) -> SessionUser:
     """The signed-in user of the current request, with one of ``roles`` when given;
     raises the guards' :class:`~asgi_jwt_session.AuthError` otherwise."""
-    return check_request(current_connection(), tuple(str(role) for role in roles))
+    return check_request(current_connection(), roles)
 
 
 def requires_role(*roles: str) -> Callable[[View[P, R]], View[P, R]]:
     """Decorator for an async view or websocket handler: a signed-in user with one of
     ``roles`` (any signed-in user when none)."""
-    names = tuple(str(role) for role in roles)
 
     def decorator(view: View[P, R]) -> View[P, R]:
         @functools.wraps(view)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             if has_websocket_context():
                 try:
-                    check_request(websocket, names)
+                    check_request(websocket, roles)
                 except AuthError as exc:  # refused before accept: 4401 / 4403
                     await websocket.close(exc.close_code, exc.detail)
                     return None  # type: ignore[return-value]
             else:
-                check_request(request, names)
+                check_request(request, roles)
             return await view(*args, **kwargs)
 
         return guarded
