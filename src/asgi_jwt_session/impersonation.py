@@ -69,8 +69,7 @@ from asgi_jwt_session.errors import (
     NotAuthenticated,
     UnknownUser,
 )
-from asgi_jwt_session.guards import check, require_admin
-from asgi_jwt_session.roles import RoleHierarchy
+from asgi_jwt_session.guards import check, require_admin, roles_of
 from asgi_jwt_session.session import Actor, Session, SessionUser, get_session, new_session_id
 from asgi_jwt_session.store.base import Store
 
@@ -85,7 +84,6 @@ __all__ = [
 
 logger = logging.getLogger("asgi_jwt_session.impersonation")
 
-DEFAULT_ROLES = RoleHierarchy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +121,6 @@ function of the request that raises
 
 def scope_of(conn: HTTPConnection | Scope) -> Scope:
     return conn.scope if isinstance(conn, HTTPConnection) else conn
-
-
-def roles_of(scope: Scope) -> RoleHierarchy:
-    context = get_context(scope)
-    return context.roles if context is not None else DEFAULT_ROLES
 
 
 def refuse(detail: str, reason: str) -> ImpersonationError:
