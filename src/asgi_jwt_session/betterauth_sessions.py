@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import anyio
 
 from asgi_jwt_session.betterauth import BETTER_AUTH_ROLES, session_role
-from asgi_jwt_session.codec import Decoded, check_types
+from asgi_jwt_session.codec import Decoded
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
@@ -273,7 +273,7 @@ class BetterAuthSessions:
         if row.impersonated_by is not None:
             claims["act"] = {"sub": row.impersonated_by, "role": self.impersonator_role}
         try:
-            return Session.from_decoded(Decoded(check_types(claims)))
+            return Session.from_decoded(Decoded(claims))  # the constructor checks the types
         except InvalidToken:
             return None
 
