@@ -356,9 +356,7 @@ class DeviceBinding:
         key = cnf.get("jwk") if cnf is not None else None
         if session.user is None or session.jti != session_id or type(key) is not dict:
             raise Refused(401, "the refresh cookie is not this bound session's")
-        config = self.middleware.config
-        if session.auth_time is not None and \
-                now > session.auth_time + config.lifetime(session.remember):
+        if session.auth_time is not None and now > self.middleware.context.ends_at(session, now):
             raise Refused(401, "session passed its absolute lifetime")
         proof = header(scope, RESPONSE)
         if proof is None:
