@@ -24,7 +24,7 @@ from typing import Any, Literal
 import orjson
 
 from asgi_jwt_session.codec import b64url_decode, b64url_encode, is_canonical_b64url
-from asgi_jwt_session.keys import Keyring
+from asgi_jwt_session.keys import Keyring, hkdf
 
 __all__ = ["ALGORITHMS", "Challenges", "ProofError", "public_jwk", "thumbprint", "verify_proof"]
 
@@ -148,11 +148,7 @@ def verify_proof(proof: str, key: dict[str, str] | None) -> tuple[dict[str, Any]
 
 def derive_keys(keyring: Keyring, info: bytes) -> list[bytes]:
     """Each key of ``keyring``, newest first, derived (HKDF-SHA256) under ``info``."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
-            for _, raw in keyring.secrets]
+    return [hkdf(raw, info) for _, raw in keyring.secrets]
 
 
 class Challenges:

@@ -67,11 +67,15 @@ def derive_key(secret: str | bytes) -> bytes:
     """Stretch a secret into a 256-bit key with HKDF-SHA256 under a fixed label."""
     raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     check_secret(raw)
+    return hkdf(raw, HKDF_INFO)
+
+
+def hkdf(raw: bytes, info: bytes) -> bytes:
+    """A 256-bit key derived from ``raw`` with HKDF-SHA256 (no salt) under ``info``."""
     from cryptography.hazmat.primitives import hashes  # loaded when a key is made
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=HKDF_INFO)
-    return hkdf.derive(raw)
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(raw)
 
 
 def secret_strings(secret: Any, name: str) -> list[str]:
