@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from asgi_jwt_session.codec import Decoded
 from asgi_jwt_session.config import SessionConfig
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.session import Actor, Session
+from asgi_jwt_session.session import Actor, Session, scope_of
 
 __all__ = ["SCOPE_KEY", "DeviceBindingHook", "FreshnessHook", "SessionContext", "get_context"]
 
@@ -148,6 +148,5 @@ class SessionContext:
 def get_context(conn: HTTPConnection | Scope) -> SessionContext | None:
     """The :class:`SessionContext` of a request, websocket or scope (``None`` when no
     :class:`JWTSessionMiddleware` serves it)."""
-    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
-    context = scope.get(SCOPE_KEY)
+    context = scope_of(conn).get(SCOPE_KEY)
     return context if isinstance(context, SessionContext) else None

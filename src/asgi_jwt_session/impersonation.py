@@ -70,7 +70,14 @@ from asgi_jwt_session.errors import (
     UnknownUser,
 )
 from asgi_jwt_session.guards import check, require_admin, roles_of
-from asgi_jwt_session.session import Actor, Session, SessionUser, get_session, new_session_id
+from asgi_jwt_session.session import (
+    Actor,
+    Session,
+    SessionUser,
+    get_session,
+    new_session_id,
+    scope_of,
+)
 from asgi_jwt_session.store.base import Store
 
 __all__ = [
@@ -117,10 +124,6 @@ Guard = Callable[[Any], object]
 (the default), ``require_role(Role.ORG_ADMIN)`` (a dependency: it is awaited), or any
 function of the request that raises
 :class:`~asgi_jwt_session.errors.PermissionDenied`."""
-
-
-def scope_of(conn: HTTPConnection | Scope) -> Scope:
-    return conn.scope if isinstance(conn, HTTPConnection) else conn
 
 
 def refuse(detail: str, reason: str) -> ImpersonationError:

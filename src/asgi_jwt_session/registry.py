@@ -45,8 +45,8 @@ from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
 from asgi_jwt_session.errors import ImpersonationDenied
 from asgi_jwt_session.guards import check
-from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify, scope_of
-from asgi_jwt_session.session import Actor, Session, get_session, new_session_id
+from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify
+from asgi_jwt_session.session import Actor, Session, get_session, new_session_id, scope_of
 from asgi_jwt_session.store.base import SessionStore, StoredSession, StoredUser, kept_sign_in_ms
 
 __all__ = [

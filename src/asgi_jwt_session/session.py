@@ -425,6 +425,12 @@ class Session(dict[str, Any]):
         return f"Session({dict.__repr__(self)}, user={self.user!r})"
 
 
+def scope_of(conn: HTTPConnection | Scope) -> Scope:
+    """The ASGI scope of a request or websocket, any framework's (its ``scope``), or the
+    scope itself."""
+    return cast("Scope", getattr(conn, "scope", conn))
+
+
 def get_session(conn: HTTPConnection | Scope) -> Session:
     """The :class:`Session` of a request, websocket or raw ASGI scope."""
     # A Request's scope, or the scope itself (no isinstance: HTTPConnection is an ABC).
@@ -469,7 +475,7 @@ def takes_connection(func: F) -> F:
 def pending_expiry(conn: HTTPConnection | Scope, session: Session) -> int:
     """When the cookie the middleware issues for ``session`` (signed in during this
     request, so it has none yet) will expire."""
-    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
+    scope = scope_of(conn)
     context = scope.get("session_context")  # context.SessionContext, duck-typed: no cycle
     now = int(time.time())
     return int(context.expires_for(session, now)) if context is not None else now
@@ -509,7 +515,7 @@ def login(conn: HTTPConnection | Scope, /, user_id: str, role: str, *,
     ``TypeError``. Sign in over HTTP before opening the socket; the socket then sees
     the session (``auth(websocket)``).
     """
-    scope = cast("Scope", getattr(conn, "scope", conn))  # any framework's request
+    scope = scope_of(conn)
     if scope.get("type") == "websocket":
         raise TypeError(
             "login() on a websocket: a websocket cannot set the session cookie. Sign in "
@@ -544,7 +550,7 @@ def logout(conn: HTTPConnection | Scope) -> None:
     revoke it (:func:`~asgi_jwt_session.registry.revoke_session` with a registry, or
     :func:`~asgi_jwt_session.store.revoke_sessions`) and close the socket.
     """
-    scope = cast("Scope", getattr(conn, "scope", conn))
+    scope = scope_of(conn)
     if scope.get("type") == "websocket":
         raise TypeError(
             "logout() on a websocket: a websocket cannot expire the session cookie, so the "
