@@ -19,7 +19,7 @@ from asgi_jwt_session.front import FRONT_SIZE, FrontCache, Seen
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import HeldServerErrors, auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
-from asgi_jwt_session.session import Session
+from asgi_jwt_session.session import Actor, Session, SessionUser
 from asgi_jwt_session.tokens import TokenFormat
 from asgi_jwt_session.upgrade import names_new_spellings
 from asgi_jwt_session.users import SessionAuth
@@ -32,6 +32,11 @@ DEFAULT_ROLES = RoleHierarchy()
 START = frozenset({"http.response.start", "websocket.accept"})
 VARY_COOKIE = (b"vary", b"Cookie")
 DEFAULT_CONFIG = SessionConfig()
+# The session as the app got it, and what came with it: (session, cookie name, chunk
+# names carried, renew, was empty, decoded token, session id, who was signed in (with a
+# freshness policy), actor).
+Opened = tuple[Session, str, list[str], bool, bool, "Decoded | None", "str | None",
+               "SessionUser | None", "Actor | None"]
 
 
 def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
@@ -183,11 +188,12 @@ class JWTSessionMiddleware:
                             chunk_size=chunk_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         binding = self.binding
-        if binding is not None and scope["path"] in binding.paths and scope["type"] == "http":
+        if binding is not None and kind == "http" and scope["path"] in binding.paths:
             await binding.handle(scope, receive, send)  # DBSC registration and refresh
             return
 
@@ -204,46 +210,34 @@ class JWTSessionMiddleware:
             was_empty = found is None
             session = Session() if found is None else found
         freshness = self.freshness
-        if freshness is not None and not was_empty and freshness.is_stale(session, now):
-            await freshness.revalidate(session, now)  # the only I/O, and rare
+        signed_in = None
+        if freshness is not None and not was_empty:
+            if freshness.is_stale(session, now):
+                await freshness.revalidate(session, now)  # the only I/O, and rare
+            # Who was signed in as the app started: when the app signs them out, the
+            # freshness policy ends that session everywhere (its registry, if any).
+            signed_in = session.user
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
         scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
+        # What the response's start needs (see response_starts).
+        opened = (session, seen.name, carried, renew, was_empty, decoded, session.jti,
+                  signed_in, session.actor)
+        # Work the response may need whatever the app does: renew, expire a bad cookie,
+        # offer DBSC's binding to a session signed in before (register_existing).
+        pending = renew or (was_empty and bool(carried)) or (
+            binding is not None and binding.register_existing and kind == "http")
         started = False
-        # Work the response may need whatever the app does: renew, or expire a bad cookie.
-        pending = renew or (was_empty and bool(carried))
-        # What start_response needs when there is a cookie to write (a token with
-        # another jti at the end is a new session: a sign-in).
-        opened = (scope, seen.name, carried, renew, was_empty, decoded, session.jti)
-        # Who was signed in as the app started: when the app signs them out, the
-        # freshness policy ends that session everywhere (its session registry, if any).
-        signed_in, actor = session.user, session.actor
-        # DBSC's register_existing: a session signed in before may be offered binding.
-        offering = binding is not None and binding.register_existing and scope["type"] == "http"
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal started, session
+            nonlocal started
             started = True
-            if message["type"] in START:  # the response starts: what it needs is known
-                current = scope.get("session")
-                if current is not session:  # the app put another session in the scope
-                    session = scope["session"] = replaced_session(current)
-                if pending or session.modified:
-                    if signed_in is not None and freshness is not None and (
-                            session.user is None or (  # signed out, or another sign-in in
-                                session.jti != opened[-1]  # its place (not an impersonation
-                                and actor is None and session.actor is None)):  # start/stop)
-                        await freshness.ended(scope, signed_in.id, opened[-1], actor)
-                    await self.start_response(message, session, *opened)
-                elif session.accessed:  # unchanged, nothing pending: no cookie to write
+            if message["type"] in START:
+                if pending or session.modified or scope.get("session") is not session:
+                    await self.response_starts(message, scope, opened)
+                elif session.accessed:  # unchanged: no cookie to write, but it was read
                     headers = message["headers"] = list(message.get("headers", ()))
                     add_vary_cookie(headers)
-                if offering and binding is not None:  # only on http: START is its start
-                    offer = binding.offer_existing(scope, session, opened[-1])
-                    if offer is not None:
-                        headers = message["headers"] = list(message.get("headers", ()))
-                        add_vary_cookie(headers)
-                        headers.append(offer)
             await send(message)
 
         try:
@@ -252,6 +246,34 @@ class JWTSessionMiddleware:
             if started:
                 raise
             await auth_error_response(scope, exc)(scope, receive, send_wrapper)
+
+    async def response_starts(self, message: Message, scope: Scope, opened: Opened) -> None:
+        """Complete the response's start ``message`` for the session as the app left it
+        (``opened``: the session as the app got it and what came with it)."""
+        session, name, carried, renew, was_empty, decoded, jti, signed_in, actor = opened
+        current = scope.get("session")
+        if current is not session:  # the app put another session in the scope
+            session = scope["session"] = replaced_session(current)
+        if renew or (was_empty and carried) or session.modified:
+            freshness = self.freshness
+            if signed_in is not None and freshness is not None and (
+                    session.user is None or (  # signed out, or another sign-in in its
+                        session.jti != jti  # place (not an impersonation start or stop)
+                        and actor is None and session.actor is None)):
+                await freshness.ended(scope, signed_in.id, jti, actor)
+            await self.start_response(message, session, scope, name, carried, renew,
+                                      was_empty, decoded, jti)
+        elif session.accessed:  # unchanged, nothing pending: no cookie to write
+            headers = message["headers"] = list(message.get("headers", ()))
+            add_vary_cookie(headers)
+        binding = self.binding
+        if binding is not None and binding.register_existing and scope["type"] == "http":
+            # DBSC's register_existing: a session signed in before may be offered binding.
+            offer = binding.offer_existing(scope, session, jti)
+            if offer is not None:
+                headers = message["headers"] = list(message.get("headers", ()))
+                add_vary_cookie(headers)
+                headers.append(offer)
 
     async def start_response(self, message: Message, session: Session, scope: Scope,
                              name: str, carried: list[str], renew: bool, was_empty: bool,
