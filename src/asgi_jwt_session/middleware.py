@@ -7,15 +7,15 @@ import time
 from collections.abc import Mapping
 from typing import Literal
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session.codec import DEFAULT_CACHE_SIZE, Codec, Decoded, SessionFormat
 from asgi_jwt_session.config import DAY, HOUR, SessionConfig
 from asgi_jwt_session.context import SCOPE_KEY, DeviceBindingHook, FreshnessHook, SessionContext
 from asgi_jwt_session.cookies import CookieWriter
-from asgi_jwt_session.errors import AuthError, InvalidToken, SessionTooLarge
+from asgi_jwt_session.errors import AuthError, InvalidToken
 from asgi_jwt_session.front import FRONT_SIZE, FrontCache, Seen
+from asgi_jwt_session.issuing import CookieIssuer, add_vary_cookie, cookie_writer
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import HeldServerErrors, auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
@@ -29,25 +29,14 @@ __all__ = ["JWTSessionMiddleware"]
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
+NEW = object.__new__
 START = frozenset({"http.response.start", "websocket.accept"})
-VARY_COOKIE = (b"vary", b"Cookie")
 DEFAULT_CONFIG = SessionConfig()
 # The session as the app got it, and what came with it: (session, cookie name, chunk
 # names carried, renew, was empty, decoded token, session id, who was signed in (with a
 # freshness policy), actor).
 Opened = tuple[Session, str, list[str], bool, bool, "Decoded | None", "str | None",
                "SessionUser | None", "Actor | None"]
-
-
-def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    """Add ``Cookie`` to the response's ``Vary`` header (once). A header pair may be
-    any two-item iterable the ASGI spec allows (a tuple or a list)."""
-    for index, (name, value) in enumerate(headers):
-        if len(name) == 4 and name.lower() == b"vary":
-            if b"cookie" not in value.lower() and value.strip() != b"*":
-                headers[index] = (name, value + b", Cookie")
-            return
-    headers.append(VARY_COOKIE)
 
 
 def replaced_session(current: object) -> Session:
@@ -160,14 +149,16 @@ class JWTSessionMiddleware:
         for name, wire in self.format.cookies(secret_key, config.session_cookie):
             codec = Codec(wire, leeway=config.leeway, cache_size=config.cache_size,
                           max_token_size=read_size, max_cached_size=config.max_cookie_size)
-            writer = self.writer(name, self.format.chunk_size)
+            writer = cookie_writer(config, name, self.format.chunk_size)
             self.cookies.append((name, codec, writer))
             self.max_chunks[name] = writer.chunks_for(read_size)
         # Raw Cookie header -> what it holds; bounded in entries and in bytes a key.
         self.front = FrontCache([(name, codec) for name, codec, _ in self.cookies],
                                 self.max_chunks, min(FRONT_SIZE, config.cache_size))
-        self.warned_insecure = False  # a Secure cookie set over http: logged once
         self.context = SessionContext(config, self.format.writable, freshness)
+        self.issuer = CookieIssuer(self.cookies, self.context)
+        # The Set-Cookie lines a response needs (see CookieIssuer.lines).
+        self.set_cookie_lines = self.issuer.lines
         self.roles = config.roles
         self.binding = device_binding
         if device_binding is not None:
@@ -179,13 +170,6 @@ class JWTSessionMiddleware:
         if isinstance(handlers, dict) and AuthError not in handlers:
             # Wrapped from outside: its error middleware answers AuthError with 500.
             self.app = HeldServerErrors(app)
-
-    def writer(self, name: str, chunk_size: int | None = None) -> CookieWriter:
-        config = self.config
-        return CookieWriter(name, max_age=config.max_age, path=config.path,
-                            domain=config.domain, same_site=config.same_site,
-                            partitioned=config.partitioned, max_size=config.max_cookie_size,
-                            chunk_size=chunk_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -219,7 +203,10 @@ class JWTSessionMiddleware:
             signed_in = session.user
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
-        scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
+        # SessionAuth(session, roles) without the call to its __init__ (the hot path).
+        user = scope["user"] = scope["auth"] = NEW(SessionAuth)
+        user.session = session
+        user.roles = self.roles
         # What the response's start needs (see response_starts).
         opened = (session, seen.name, carried, renew, was_empty, decoded, session.jti,
                   signed_in, session.actor)
@@ -357,75 +344,3 @@ class JWTSessionMiddleware:
         read (through the front cache)."""
         return self.front.read(scope["headers"])
 
-    def warn_insecure(self, scope: Scope, name: str) -> None:
-        """Log, once, that a Secure cookie goes out on a plain-http request."""
-        self.warned_insecure = True
-        server = scope.get("server") or ("", None)
-        logger.warning(
-            "session cookie %s is Secure (https_only=True, SameSite=None, Partitioned or a "
-            "__Secure- name) but is set on a plain-http request (%s://%s%s): a browser does "
-            "not send it back over http, so the user looks signed out. Serve over https; "
-            "behind a proxy that ends TLS, have the server trust its X-Forwarded-Proto "
-            "(uvicorn --proxy-headers --forwarded-allow-ips); for local http, leave "
-            "https_only=None. Logged once.", name, scope.get("scheme", "http"),
-            server[0] or "?", f":{server[1]}" if server[1] else "")
-
-    def set_cookie_lines(self, scope: Scope, session: Session, name: str, carried: list[str],
-                         renew: bool, initial_session_was_empty: bool,
-                         decoded: Decoded | None = None) -> list[str]:
-        """The Set-Cookie lines this response needs (most responses need none).
-
-        A re-issue over ``max_cookie_size`` raises :class:`SessionTooLarge` when the app
-        put more in the session than the cookie it came with held; otherwise (renewal,
-        a new role, a long Auth.js token) the cookie is left as it is and a warning
-        logged: what the client sent never makes a response fail.
-        """
-        empty = session.is_empty
-        if not self.context.writable or (
-            # Nothing to expire: no session cookie, or one that stays (not cleared).
-            not (carried and (session.modified or initial_session_was_empty)) if empty
-            # Nothing to write: unchanged and not due for renewal.
-            else not (session.modified or renew)
-        ):
-            return []
-        secure = self.context.is_secure(scope)
-        if carried:  # write back where the session came from (Auth.js: https or http name)
-            _, codec, cookie = next(entry for entry in self.cookies if entry[0] == name)
-            secure = secure or name.startswith("__Secure-")
-        else:
-            _, codec, cookie = self.cookies[0] if secure else self.cookies[-1]
-        if empty:  # cleared, or a cookie we could not read: expire every chunk it had
-            return cookie.delete_all(carried, secure=secure)
-        if secure and not self.warned_insecure and scope.get("scheme") not in ("https", "wss"):
-            self.warn_insecure(scope, name)
-        now = int(time.time())
-        if session.auth_time is None and session.user is None:
-            # An anonymous session's absolute lifetime counts from its first cookie. A
-            # signed-in one without a sign-in time (Auth.js) is never given one.
-            session.auth_time = now
-        expires_at = self.context.expires_for(session, now)
-        token = codec.encode(session.to_claims(now, expires_at))
-        try:
-            lines = cookie.set(token, secure=secure, carried=carried, max_age=expires_at - now,
-                               persistent=session.remember or session.cnf is not None)
-        except SessionTooLarge as exc:
-            if decoded is None or changed_content(session, decoded):
-                raise
-            logger.warning("session cookie %s of user %r not re-issued, left as it is: %s",
-                           name, session.user.id if session.user else None, exc)
-            return []
-        session.issued_at = now
-        session.expires_at = expires_at
-        return lines
-
-
-def changed_content(session: Session, decoded: Decoded) -> bool:
-    """Whether ``session`` holds other data or user claims than the token it was read
-    from (its role, version and times aside): what the app put there, not the client."""
-    user = session.user
-    claims = decoded.claims
-    if (user.id if user is not None else None) != claims.get("sub"):
-        return True
-    extra = orjson.loads(decoded.extra) if decoded.extra is not None else {}
-    data = orjson.loads(decoded.data) if decoded.data is not None else {}
-    return (user.claims if user is not None else {}) != extra or dict(session) != data
