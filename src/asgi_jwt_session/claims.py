@@ -58,23 +58,39 @@ MISSING: Any = object()
 
 def check_types(claims: Any) -> dict[str, Any]:
     """Check the registered claims' types; return the claims or raise InvalidToken."""
-    split_claims(claims)
-    return claims  # type: ignore[no-any-return]  # a dict: split_claims checked it
+    user_claims(claims)
+    return claims  # type: ignore[no-any-return]  # a dict: user_claims checked it
 
 
 def split_claims(claims: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the claims a token has (see :func:`user_claims`) and split them: return
+    ``(registered, extra)``, the registered claims (``data`` among them) and the user's
+    other claims. Without user claims, ``claims`` itself is ``registered``. Raise
+    InvalidToken otherwise."""
+    names = user_claims(claims)
+    if names is None:
+        return claims, {}
+    extra = {name: claims[name] for name in names}
+    # A new dict, not claims with the others popped: a dict never shrinks, and a cache
+    # keeps this one.
+    return {name: value for name, value in claims.items() if name not in extra}, extra
+
+
+def user_claims(claims: Any) -> list[str] | None:
     """Check the registered claims' types and times in one pass over the claims a token
-    has; return ``(registered, extra)``: the registered claims (``data`` among them) and
-    the user's other claims, each a new dict. Raise InvalidToken otherwise."""
+    has; return the names of the user's other claims (``None``: there are none). Raise
+    InvalidToken otherwise."""
     if type(claims) is not dict:
         raise InvalidToken("token payload is not a JSON object")
-    registered: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    extra: list[str] | None = None
     checks = CLAIM_CHECKS
     for name, value in claims.items():
         check = checks.get(name)
         if check is None:
-            extra[name] = value
+            if extra is None:
+                extra = [name]
+            else:
+                extra.append(name)
             continue
         expected, largest = check
         # Exact types (JSON has no subclasses): a bool is no int, and null is a wrong type
@@ -83,14 +99,13 @@ def split_claims(claims: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             raise InvalidToken(f"claim {name!r} has the wrong type")
         if largest and not 0 <= value <= largest:  # type: ignore[operator]  # an int
             raise InvalidToken(f"claim {name!r} is not a time between 1970 and 9999")
-        registered[name] = value
-    if "exp" not in registered:
+    if "exp" not in claims:
         raise InvalidToken("token has no 'exp' claim")
-    if "sub" in registered and "role" not in registered:
+    if "sub" in claims and "role" not in claims:
         raise InvalidToken("token names a user but no role")
-    if "act" in registered:
-        check_actor(registered)
-    return registered, extra
+    if "act" in claims:
+        check_actor(claims)
+    return extra
 
 
 def check_actor(claims: dict[str, Any]) -> None:

@@ -63,8 +63,12 @@ class FrontCache(LRUCache[bytes, Seen]):
                 cookie = value
         if cookie is None:
             return self.no_cookie
-        hit = self.lookup(cookie)
+        hit = self.get(cookie)  # LRUCache.lookup, inline: the hot path
         if hit is not None:
+            try:  # noqa: SIM105
+                self.move_to_end(cookie)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
             return hit
         found = self.scan(((b"cookie", cookie),))  # that header alone: no second pass
         if len(cookie) <= FRONT_MAX_BYTES:

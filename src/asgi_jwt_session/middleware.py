@@ -181,21 +181,22 @@ class JWTSessionMiddleware:
             await binding.handle(scope, receive, send)  # DBSC registration and refresh
             return
 
-        now = int(time.time())
+        instant = time.time()  # compared as it is: the window's ends are whole seconds
         seen = self.front.read(scope["headers"])
         decoded = seen.decoded
-        if decoded is not None and seen.quiet_from <= now < seen.quiet_until:
+        if decoded is not None and seen.quiet_from <= instant < seen.quiet_until:
             # A token seen before, with nothing due: valid, newest key, not for renewal.
             session = Session.from_decoded(decoded, seen.lifetime)
             renew = was_empty = False
             carried = seen.read.carried
         else:
-            found, decoded, renew, carried = self.open(seen, now)
+            found, decoded, renew, carried = self.open(seen, int(instant))
             was_empty = found is None
             session = Session() if found is None else found
         freshness = self.freshness
         signed_in = None
         if freshness is not None and not was_empty:
+            now = int(instant)
             if freshness.is_stale(session, now):
                 await freshness.revalidate(session, now)  # the only I/O, and rare
             # Who was signed in as the app started: when the app signs them out, the
