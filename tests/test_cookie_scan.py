@@ -5,7 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asgi_jwt_session.codec import Codec
 from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, single_cookie
+from asgi_jwt_session.front import FrontCache
+from asgi_jwt_session.tokens import TokenFormat
 
 NAME = "session"
 pieces = st.sampled_from([
@@ -46,3 +49,23 @@ def test_common_headers() -> None:
     assert read(b"session.0=ab; session.1=cd") == CookieRead("abcd", ["session.0",
                                                                      "session.1"])
     assert read(b"session=") == CookieRead(None, [NAME])
+
+
+CODEC = Codec(TokenFormat().cookies("cookie-scan-" + "Zq4x" * 8 + "-r9Tw", NAME)[0][1])
+FRONT = FrontCache([("__Secure-session", CODEC), (NAME, CODEC)],
+                   {"__Secure-session": 4, NAME: 4}, 0)
+two_names = st.lists(st.one_of(pieces, st.sampled_from(
+    ["__Secure-session", "__Secure-session=", "__Secure-session.0=", "x"])),
+    max_size=14).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(two_names)
+def test_one_header_is_read_as_any_headers_are(header: str) -> None:
+    """The front cache's read of a request's one Cookie header (``scan_one``) finds
+    the same cookie as its read of any headers (``scan``), which the full parse backs."""
+    raw = header.encode("latin-1")
+    one, any_headers = FRONT.scan_one(raw), FRONT.scan([(b"cookie", raw)])
+    assert (one.name, one.read) == (any_headers.name, any_headers.read)
+    if one is not FRONT.no_cookie:
+        assert one.read == read_cookie_chunks([(b"cookie", raw)], one.name, 4)

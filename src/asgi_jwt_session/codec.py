@@ -233,24 +233,16 @@ class SessionFormat(Protocol):
 
 
 class LRUCache(OrderedDict[K, V]):
-    """A bounded LRU map: :meth:`lookup` marks an entry used, :meth:`store` drops the
-    least recently used past ``size`` entries (0: keeps nothing). Safe with threads:
-    an entry another thread evicted meanwhile is simply gone."""
+    """A bounded LRU map: :meth:`store` drops the least recently used past ``size``
+    entries (0: keeps nothing); a reader marks what it found used with ``move_to_end``
+    (inline on the hot paths). Safe with threads: an entry another thread evicted
+    meanwhile is simply gone (``move_to_end`` raises ``KeyError``, to ignore)."""
 
     def __init__(self, size: int) -> None:
         if size < 0:
             raise ValueError("cache_size must be >= 0")
         super().__init__()
         self.size = size
-
-    def lookup(self, key: K) -> V | None:
-        value = self.get(key)
-        if value is not None:
-            try:  # noqa: SIM105 (hot path: try is cheaper than suppress)
-                self.move_to_end(key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
-        return value
 
     def store(self, key: K, value: V) -> None:
         if self.size:
@@ -314,8 +306,14 @@ class Codec:
 
     def decode_cached(self, token: str, now: int) -> Decoded:
         """Like :meth:`decode`, but returns the cache's own :class:`Decoded` entry."""
-        decoded = self.cache.lookup(token)
-        if decoded is None:
+        cache = self.cache
+        decoded = cache.get(token)  # LRUCache.lookup, inline: every request's path
+        if decoded is not None:
+            try:  # noqa: SIM105
+                cache.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+        else:
             plaintext = self.wire.decrypt(self.check(token))
             try:
                 claims = orjson.loads(plaintext)
@@ -326,7 +324,7 @@ class Codec:
             wire_claims = self.wire_claims
             decoded = Decoded(claims if wire_claims is None else wire_claims(claims))
             if len(token) <= self.max_cached_size:
-                self.cache.store(token, decoded)
+                cache.store(token, decoded)
         decoded.check_times(now, self.leeway)
         return decoded
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from asgi_jwt_session.codec import Codec, Decoded, LRUCache
-from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, scan_cookie
+from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, scan_cookie, single_cookie
 
 __all__ = ["FRONT_MAX_BYTES", "FRONT_SIZE", "FrontCache", "Seen"]
 
@@ -70,10 +70,23 @@ class FrontCache(LRUCache[bytes, Seen]):
             except KeyError:  # evicted by another thread meanwhile
                 pass
             return hit
-        found = self.scan(((b"cookie", cookie),))  # that header alone: no second pass
+        found = self.scan_one(cookie)
         if len(cookie) <= FRONT_MAX_BYTES:
             self.store(cookie, found)
         return found
+
+    def scan_one(self, cookie: bytes) -> Seen:
+        """Read the session cookie from the one Cookie header a request has (no cache)."""
+        for name, codec, needle in self.cookies:
+            if needle not in cookie:
+                continue
+            value = single_cookie(cookie, needle)
+            if value is not None:  # the common case: one plain cookie, read in one scan
+                return Seen(name, codec, plain_read(name, value))
+            read = read_cookie_chunks(((b"cookie", cookie),), name, self.max_chunks[name])
+            if read.carried or read.overflow:
+                return Seen(name, codec, read)
+        return self.no_cookie
 
     def scan(self, headers: Iterable[tuple[bytes, bytes]]) -> Seen:
         """Read the session cookie from ``headers`` (no cache)."""
@@ -81,11 +94,15 @@ class FrontCache(LRUCache[bytes, Seen]):
             found = scan_cookie(headers, needle)
             if found is False:
                 continue
-            if found is not True:  # the common case: one plain cookie, read in one scan
-                # tuple.__new__: the NamedTuple without its Python-level __new__.
-                read = tuple.__new__(CookieRead, (found or None, [name], 0))
-                return Seen(name, codec, read)
+            if found is not True:  # one plain cookie, read in one scan
+                return Seen(name, codec, plain_read(name, found))
             read = read_cookie_chunks(headers, name, self.max_chunks[name])
             if read.carried or read.overflow:
                 return Seen(name, codec, read)
         return self.no_cookie
+
+
+def plain_read(name: str, value: str) -> CookieRead:
+    """What a request carried of cookie ``name`` sent once, whole, as ``value``."""
+    # tuple.__new__: the NamedTuple without its Python-level __new__.
+    return tuple.__new__(CookieRead, (value or None, [name], 0))

@@ -310,11 +310,14 @@ class JWTSessionMiddleware:
                 if not self.owns_cookie and session.issued_at is not None:
                     session.lifetime = decoded.exp - session.issued_at
                 if not renew and self.front.size and len(token) <= codec.max_cached_size:
-                    until = min(decoded.exp + config.leeway, issued_at + renew_after - 1)
-                    if ends_at is not None:
-                        until = min(until, ends_at)
+                    # (Comparisons, not min() and max(): the first-sight path.)
+                    until = decoded.exp + config.leeway
+                    if issued_at + renew_after - 1 < until:
+                        until = issued_at + renew_after - 1
+                    if ends_at is not None and ends_at < until:
+                        until = ends_at
                     nbf, iat = decoded.nbf, decoded.iat
-                    start = iat if nbf is None else nbf if iat is None else max(nbf, iat)
+                    start = iat if nbf is None else nbf if iat is None or iat < nbf else iat
                     # Set before decoded: a thread that sees decoded sees these too.
                     seen.quiet_from = start - config.leeway if start is not None else 0
                     seen.quiet_until = until + 1
