@@ -3,10 +3,11 @@
 The scenarios are :mod:`benchmarks.first_sight`'s (none, the floor, Starlette's
 ``SessionMiddleware``, this package warm, at first sight with full caches, the mix, and
 the decrypt-only component). The program runs once per scenario under
-``valgrind --tool=cachegrind`` and once more doing all the same set-up but no measured
-request; the difference over the request count is the scenario's instructions per
-request. Set-up (minting tokens, filling the caches) is identical in every run, so it
-cancels out.
+``valgrind --tool=callgrind``: it builds every scenario and warms them up (the caches
+fill) uncounted, then serves the measured requests inside ``sys.call_tracing``, the one
+call valgrind counts (``--toggle-collect``). The requests never wait on anything, so they
+run as one coroutine step, with no event loop. The count is exact and repeatable to a
+few instructions per run, whatever the set-up did.
 
     python -m benchmarks.bench_instructions [--requests N] [--json PATH | --publish]
     python -m benchmarks.bench_instructions --workload SCENARIO --requests N  # one run
@@ -24,10 +25,8 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from benchmarks import first_sight, output
@@ -36,40 +35,48 @@ from benchmarks.run import load_average, machine
 
 DEFAULT_REQUESTS = 2000
 DOCS_MARKER = "bench-instructions"
-TOTAL = re.compile(rb"I\s+refs:\s+([\d,]+)")
+TOTAL = re.compile(rb"Collected\s*:\s*([\d,]+)")
+# The C function behind sys.call_tracing: valgrind counts only what runs inside it.
+COUNTED = "_PyEval_CallTracing"
 
 
-async def workload(scenario: str, requests: int, measured: bool) -> None:
-    """Build every scenario and warm up (the caches fill), then serve ``requests``
-    requests of ``scenario`` when ``measured``."""
+async def prepare(requests: int) -> first_sight.Scenarios:
     built = first_sight.Scenarios(requests, shared=True)
     await built.warm_up()
-    # The set-up's objects out of the collector's way: otherwise where a full collection
-    # of them falls (inside the measured requests or not) moves every figure.
+    return built
+
+
+def workload(scenario: str, requests: int) -> None:
+    """Build every scenario and warm up (the caches fill), then serve ``requests``
+    requests of ``scenario`` inside ``sys.call_tracing``: what valgrind counts."""
+    built = asyncio.run(prepare(requests))
+    # The set-up's objects out of the collector's way: otherwise a full collection of
+    # them inside the measured requests would count as theirs.
     gc.collect()
     gc.freeze()
-    if measured:
-        await first_sight.serve(built.apps[scenario], built.scopes[scenario])
+    step = first_sight.serve(built.apps[scenario], built.scopes[scenario]).send
+    try:
+        sys.call_tracing(step, (None,))
+    except StopIteration:
+        return
+    raise RuntimeError(f"{scenario}: a request waited on something; nothing to count")
 
 
-def count(scenario: str, requests: int, measured: bool) -> int:
-    """Instructions of one workload run under cachegrind."""
-    with tempfile.TemporaryDirectory(prefix="ajs-instr-") as folder:
-        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                   f"--cachegrind-out-file={Path(folder) / 'out'}",
-                   sys.executable, "-m", "benchmarks.bench_instructions", "--workload",
-                   scenario, "--requests", str(requests)]
-        if not measured:
-            command.append("--setup-only")
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        done = subprocess.run(command, capture_output=True, env=env, check=False,
-                              cwd=output.ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"{scenario}: {done.stderr.decode(errors='replace')[-2000:]}")
-        found = TOTAL.search(done.stderr)
-        if found is None:
-            raise RuntimeError(f"{scenario}: no instruction total in valgrind's output")
-        return int(found.group(1).replace(b",", b""))
+def count(scenario: str, requests: int) -> int:
+    """Instructions valgrind counts in one workload run (the measured requests)."""
+    command = ["valgrind", "--tool=callgrind", f"--toggle-collect={COUNTED}",
+               "--callgrind-out-file=/dev/null", sys.executable, "-m",
+               "benchmarks.bench_instructions", "--workload", scenario,
+               "--requests", str(requests)]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(command, capture_output=True, env=env, check=False,
+                          cwd=output.ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{scenario}: {done.stderr.decode(errors='replace')[-2000:]}")
+    found = TOTAL.search(done.stderr)
+    if found is None:
+        raise RuntimeError(f"{scenario}: no instruction count in valgrind's output")
+    return int(found.group(1).replace(b",", b""))
 
 
 def run(requests: int = DEFAULT_REQUESTS, jobs: int = 2,
@@ -81,12 +88,10 @@ def run(requests: int = DEFAULT_REQUESTS, jobs: int = 2,
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind (apt-get install valgrind)")
     results: dict[str, Any] = {"requests": requests, "machine": machine(),
-                               "tool": "valgrind --tool=cachegrind", "scenarios": {}}
+                               "tool": "valgrind --tool=callgrind", "scenarios": {}}
     with ThreadPoolExecutor(jobs) as pool:
-        base = pool.submit(count, "none", requests, False)
-        runs = {name: pool.submit(count, name, requests, True) for name in wanted}
-        setup = base.result()
-        per_request = {name: (job.result() - setup) / requests for name, job in runs.items()}
+        runs = {name: pool.submit(count, name, requests) for name in wanted}
+        per_request = {name: job.result() / requests for name, job in runs.items()}
     none = per_request["none"]
     for name, value in per_request.items():
         results["scenarios"][name] = {"instructions": round(value),
@@ -108,7 +113,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"**Instructions per request** (`python -m benchmarks.bench_instructions`: "
         f"{results['requests']:,} requests per scenario under {results['tool']}, "
-        "set-up subtracted; a Starlette route reading the user and three session values)",
+        "only the requests counted; a Starlette route reading the user and two session "
+        "values)",
         "",
         "| scenario | instructions | over none | / Starlette's |",
         "|---|---:|---:|---:|",
@@ -134,13 +140,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS)
     parser.add_argument("--workload", choices=SCENARIOS, help=argparse.SUPPRESS)
-    parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated scenarios (none and starlette always run)")
     output.add_json_arguments(parser, "instructions.json")
     args = parser.parse_args()
     if args.workload:
-        asyncio.run(workload(args.workload, args.requests, not args.setup_only))
+        workload(args.workload, args.requests)
         return
     results = run(args.requests, scenarios=args.scenarios.split(","))
     output.report(args, "instructions.json", results, markdown(results), DOCS_MARKER)
