@@ -291,14 +291,13 @@ class Codec:
         self.parse: Callable[[str], Compact] | None = getattr(wire, "parse", None)
         # What maps the wire's claims to this package's names (None: they are already).
         self.wire_claims = None if getattr(wire, "claims_as_they_are", False) else wire.claims
+        # True when a token was encrypted with the newest key (no re-issue needed).
+        self.is_current: Callable[[str], bool] = wire.is_current
 
     def encode(self, claims: dict[str, Any]) -> str:
         """Encrypt ``claims`` (a JSON-able dict) with the newest key."""
         return self.wire.encode(claims)
 
-    def is_current(self, token: str) -> bool:
-        """True when ``token`` was encrypted with the newest key (no re-issue needed)."""
-        return self.wire.is_current(token)
 
     def decode(self, token: str, *, now: int | None = None) -> dict[str, Any]:
         """Decrypt and check ``token``; return a fresh claims dict or raise ``InvalidToken``."""
@@ -355,11 +354,14 @@ class Codec:
         iv_size, tag_size = ENC_SHAPES[header["enc"]]
         if len(iv) != iv_size or len(tag) != tag_size:
             raise InvalidToken(f"token is not a dir/{header['enc']} compact JWE (IV or tag size)")
+        # The canonical spelling: a last character that leaves no bits over. The IV and
+        # the tag have their enc's sizes (checked above), of which none is 1 mod 4.
         tail = CANONICAL_TAIL_BYTES
-        for part in (iv, ciphertext, tag):
-            remainder = len(part) & 3
-            if remainder and (remainder == 1 or part[-1] not in tail[remainder]):
-                raise InvalidToken("token is not canonical base64url")
+        remainder = len(ciphertext) & 3
+        if ((remainder and (remainder == 1 or ciphertext[-1] not in tail[remainder]))
+                or (iv_size & 3 and iv[-1] not in tail[iv_size & 3])
+                or (tag_size & 3 and tag[-1] not in tail[tag_size & 3])):
+            raise InvalidToken("token is not canonical base64url")
         a2b = binascii.a2b_base64  # strict_b64url, inline: the cold path
         try:
             decoded = (a2b(iv + PADDING[len(iv) & 3], strict_mode=True),

@@ -153,9 +153,10 @@ def token_fields(decoded: Decoded) -> TokenFields:
     # No rat: the credentials were last proved at sign-in (rat is written only when not).
     # The session id: sid where the token has one (Auth.js's encode draws a new jti each
     # time and passes sid through), else its jti.
-    return (user, claims.get("sid", claims.get("jti")), claims.get("ver"), claims.get("iat"),
-            claims.get("exp"), claims.get("chk"), auth_time, claims.get("auth_ms"),
-            claims.get("rat", auth_time), claims.get("rem", True), actor, claims.get("cnf"))
+    get = claims.get
+    return (user, get("sid", get("jti")), get("ver"), get("iat"), decoded.exp, get("chk"),
+            auth_time, get("auth_ms"), get("rat", auth_time), get("rem", True), actor,
+            get("cnf"))
 
 
 class Session(dict[str, Any]):
