@@ -18,9 +18,9 @@ OPTIONAL = ("asgi_jwt_session.authjs", "asgi_jwt_session.freshness",
             "asgi_jwt_session.impersonation", "asgi_jwt_session.registry",
             "asgi_jwt_session.dependencies", "asgi_jwt_session.betterauth",
             "asgi_jwt_session.integrations")
-CORE = ("errors", "base64url", "config", "keys", "codec", "tokens", "cookies", "front", "session",
-        "context",
-        "middleware", "roles", "guards", "responses", "users")
+CORE = ("errors", "base64url", "config", "keys", "claims", "codec", "tokens", "cookies",
+        "front", "session", "values", "context", "middleware", "issuing", "roles", "guards",
+        "responses", "users")
 
 
 def module_name(path: Path) -> str:

@@ -135,7 +135,8 @@ class Decoded:
     (``data``) stay JSON, so each request parses its own copy, no request can change
     what the next one reads, and an entry costs little more than the token's size.
     ``memo`` is for the session layer to keep what it derives from the claims (it is
-    immutable there).
+    immutable there). The ``claims`` dict given is taken over, not copied: the caller
+    must not use it afterwards.
     """
 
     __slots__ = ("claims", "data", "exp", "extra", "fresh", "iat", "memo", "nbf")

@@ -106,7 +106,7 @@ class Actor:
 
     @classmethod
     def from_claim(cls, act: Mapping[str, Any]) -> Actor:
-        """The actor of a checked ``act`` claim (see ``codec.check_actor``)."""
+        """The actor of a checked ``act`` claim (see ``claims.check_actor``)."""
         extra = {name: value for name, value in act.items() if name not in ACTOR_CLAIM_TYPES}
         return cls(SessionUser(act["sub"], act["role"], extra), act.get("ver"),
                    act.get("auth_time"), act.get("auth_ms"), act.get("jti"))
