@@ -16,7 +16,6 @@ __all__ = [
     "check_attribute",
     "read_cookie_chunks",
     "read_session_cookie",
-    "scan_cookie",
 ]
 
 MAX_SET_COOKIE = 4096  # bytes per Set-Cookie line, attributes counted (RFC 6265 §6.1)
@@ -70,22 +69,6 @@ def single_cookie(raw: bytes, needle: bytes) -> str | None:
     end = raw.find(b";", equals)
     value = raw[equals + 1:] if end < 0 else raw[equals + 1:end]
     return value.decode("latin-1").strip(OWS)
-
-
-def scan_cookie(headers: Iterable[tuple[bytes, bytes]], needle: bytes) -> str | bool:
-    """The session cookie's value by the fast scan (:func:`single_cookie`), ``False``
-    when no Cookie header holds ``needle`` at all, ``True`` when only the full parse
-    (:func:`read_cookie_chunks`) can tell."""
-    found = None
-    for key, raw in headers:
-        if key == b"cookie" and needle in raw:
-            if found is not None:
-                return True  # the cookie in several headers
-            found = raw
-    if found is None:
-        return False
-    value = single_cookie(found, needle)
-    return True if value is None else value
 
 
 class CookieRead(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from asgi_jwt_session.codec import Codec, Decoded, LRUCache
-from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, scan_cookie, single_cookie
+from asgi_jwt_session.cookies import CookieRead, read_cookie_chunks, single_cookie
 
 __all__ = ["FRONT_MAX_BYTES", "FRONT_SIZE", "FrontCache", "Seen"]
 
@@ -76,26 +76,19 @@ class FrontCache(LRUCache[bytes, Seen]):
         return found
 
     def scan_one(self, cookie: bytes) -> Seen:
-        """Read the session cookie from the one Cookie header a request has (no cache)."""
+        """Read the session cookie from the one Cookie header a request has (no cache):
+        a plain ``name=value`` by the fast scan, anything else by the full parse."""
         for name, codec, needle in self.cookies:
-            if needle not in cookie:
-                continue
-            value = single_cookie(cookie, needle)
-            if value is not None:  # the common case: one plain cookie, read in one scan
+            if needle in cookie:
+                value = single_cookie(cookie, needle)
+                if value is None:  # chunks, a duplicate, the name inside another cookie
+                    return self.scan(((b"cookie", cookie),))
                 return Seen(name, codec, plain_read(name, value))
-            read = read_cookie_chunks(((b"cookie", cookie),), name, self.max_chunks[name])
-            if read.carried or read.overflow:
-                return Seen(name, codec, read)
         return self.no_cookie
 
     def scan(self, headers: Iterable[tuple[bytes, bytes]]) -> Seen:
-        """Read the session cookie from ``headers`` (no cache)."""
-        for name, codec, needle in self.cookies:
-            found = scan_cookie(headers, needle)
-            if found is False:
-                continue
-            if found is not True:  # one plain cookie, read in one scan
-                return Seen(name, codec, plain_read(name, found))
+        """Read the session cookie from ``headers`` by the full parse (no cache)."""
+        for name, codec, _ in self.cookies:
             read = read_cookie_chunks(headers, name, self.max_chunks[name])
             if read.carried or read.overflow:
                 return Seen(name, codec, read)

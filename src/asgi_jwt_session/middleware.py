@@ -29,7 +29,6 @@ __all__ = ["JWTSessionMiddleware"]
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
-NEW = object.__new__
 START = frozenset({"http.response.start", "websocket.accept"})
 DEFAULT_CONFIG = SessionConfig()
 # The session as the app got it, and what came with it: (session, cookie name, chunk
@@ -204,10 +203,7 @@ class JWTSessionMiddleware:
             signed_in = session.user
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
-        # SessionAuth(session, roles) without the call to its __init__ (the hot path).
-        user = scope["user"] = scope["auth"] = NEW(SessionAuth)
-        user.session = session
-        user.roles = self.roles
+        scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
         # What the response's start needs (see response_starts).
         opened = (session, seen.name, carried, renew, was_empty, decoded, session.jti,
                   signed_in, session.actor)

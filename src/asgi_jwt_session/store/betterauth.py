@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from asgi_jwt_session.errors import StoreUnavailable, describe
+from databases import Database
+
 from asgi_jwt_session.store.base import StoredSession
+from asgi_jwt_session.store.databases import unavailable_as_store_error
 
 __all__ = ["NOTIFY_CHANNEL", "BetterAuthRow", "BetterAuthTables", "notify_trigger_sql"]
 
@@ -104,8 +106,6 @@ class BetterAuthTables:
     def __init__(self, database: Any, *, session_table: str = "session",
                  user_table: str = "user", role_field: str = "role", admin: bool = True,
                  channel: str = NOTIFY_CHANNEL) -> None:
-        from databases import Database
-
         self.owned = isinstance(database, str)
         self.database = Database(database) if isinstance(database, str) else database
         self.session_table, self.user_table = session_table, user_table
@@ -141,14 +141,8 @@ class BetterAuthTables:
     def querying(self) -> Iterator[None]:
         """Count one query; a database that cannot be reached raises StoreUnavailable."""
         self.queries += 1
-        try:
+        with unavailable_as_store_error("Better Auth tables"):
             yield
-        except Exception as exc:
-            from asgi_jwt_session.store.databases import is_unavailable  # OSError included
-
-            if not is_unavailable(exc):
-                raise
-            raise StoreUnavailable(f"Better Auth tables: {describe(exc)}") from exc
 
     async def session(self, *, session_id: str | None = None, token: str | None = None
                       ) -> BetterAuthRow | None:

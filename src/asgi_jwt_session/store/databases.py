@@ -117,13 +117,15 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 @contextmanager
-def _unavailable_as_store_error() -> Iterator[None]:
+def unavailable_as_store_error(what: str = "role store unavailable") -> Iterator[None]:
+    """Raise :class:`StoreUnavailable` (``what: reason``) for an error meaning the
+    database cannot be reached; any other error passes as it is."""
     try:
         yield
     except MAYBE_UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
-        raise StoreUnavailable(f"role store unavailable: {describe(exc)}") from exc
+        raise StoreUnavailable(f"{what}: {describe(exc)}") from exc
 
 
 def holds(value: str, postgres: bool) -> bool:
@@ -507,20 +509,20 @@ class RoleStore:
     async def _fetch_one(self, query: sa.ClauseElement) -> Any:
         target = self._target()
         self.queries += 1
-        with _unavailable_as_store_error():
+        with unavailable_as_store_error():
             return await target.fetch_one(query)
 
     async def _fetch_all(self, query: sa.ClauseElement) -> list[Any]:
         target = self._target()
         self.queries += 1
-        with _unavailable_as_store_error():
+        with unavailable_as_store_error():
             rows: list[Any] = await target.fetch_all(query)
         return rows
 
     async def _execute(self, query: sa.ClauseElement) -> None:
         target = self._target()
         self.queries += 1
-        with _unavailable_as_store_error():
+        with unavailable_as_store_error():
             await target.execute(query)
 
     # Rows
