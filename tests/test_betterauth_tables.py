@@ -71,8 +71,8 @@ class Service:
     def __init__(self, database: str, *, revalidate_after: int | None = None,
                  feed: bool = False) -> None:
         self.tables = BetterAuthTables(database)
-        self.feed = PostgresVersionFeed(self.tables, channel="better_auth_changes",
-                                        max_age=600) if feed else None
+        # The feed listens on the tables' own channel, the one their trigger notifies.
+        self.feed = PostgresVersionFeed(self.tables, max_age=600) if feed else None
         self.sessions = BetterAuthSessions(self.tables, secret_key=SECRET, feed=self.feed,
                                            revalidate_after=revalidate_after)
 

@@ -206,6 +206,11 @@ def test_the_endpoint_pages(tmp_path: Path) -> None:
             response = client.get("/auth/sessions", params=query)
             assert response.status_code == 400, query
             assert "detail" in response.json()
+        for query in ({"limit": "00500"}, {"limit": "0101"}, {"limit": "10" + "0" * 20}):
+            response = client.get("/auth/sessions", params=query)  # each a number past 100
+            assert response.status_code == 400, query
+            assert "limit must be" in response.json()["detail"]
+        assert client.get("/auth/sessions", params={"limit": "002"}).status_code == 200
         fetch_csrf(client)
 
 

@@ -53,7 +53,7 @@ def create_app(secret_key: str | list[str] | None = None, strategy: Strategy | N
         from asgi_jwt_session.store.betterauth import BetterAuthTables, notify_trigger_sql
 
         tables = BetterAuthTables(database_url)
-        feed = PostgresVersionFeed(tables, channel="better_auth_changes")
+        feed = PostgresVersionFeed(tables)  # on the channel of the tables' trigger
         freshness = BetterAuthSessions(tables, secret_key=secrets, feed=feed)
 
     @asynccontextmanager

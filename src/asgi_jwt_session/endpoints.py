@@ -239,11 +239,13 @@ class SessionEndpoints:
 
         # A page at a time, newest first: ?limit=1..100 (20), ?cursor= the nextCursor.
         query = request.query_params
-        limit = query.get("limit", str(PAGE_SIZE))
-        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit[:4]) <= MAX_PAGE):
+        text = query.get("limit", str(PAGE_SIZE))
+        # At most 4 digits before int(): a long string is no number of this range.
+        limit = int(text) if len(text) <= 4 and text.isascii() and text.isdigit() else 0
+        if not 1 <= limit <= MAX_PAGE:
             return error(f"limit must be a whole number from 1 to {MAX_PAGE}", 400)
         try:
-            page = await list_sessions(registry.store, session.user.id, limit=int(limit),
+            page = await list_sessions(registry.store, session.user.id, limit=limit,
                                        cursor=query.get("cursor"))
         except ValueError:
             return error("Not a cursor of this list", 400)

@@ -230,11 +230,15 @@ class Session(dict[str, Any]):
         if data is not None:
             # The entry's first session takes the data already parsed (list.pop: one
             # thread gets it); every other one parses its own copy.
-            fresh, decoded.fresh = decoded.fresh, None
-            try:
-                parsed = fresh.pop() if fresh is not None else orjson.loads(data)
-            except IndexError:  # another thread took it first
+            fresh = decoded.fresh
+            if fresh is None:
                 parsed = orjson.loads(data)
+            else:
+                decoded.fresh = None
+                try:
+                    parsed = fresh.pop()
+                except IndexError:  # another thread took it first
+                    parsed = orjson.loads(data)
             dict.update(session, parsed)
         session.accessed = session.modified = False
         session.lifetime = lifetime

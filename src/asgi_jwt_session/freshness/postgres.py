@@ -42,7 +42,10 @@ CHANNEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,62}")
 
 
 def default_channel(store: ChangeSource) -> str:
-    return f"asgi_jwt_session:{store.table_name}"[:63]
+    """The store's own channel where it names one (Better Auth's tables: the one its
+    trigger notifies), else one named after the store's table."""
+    channel = getattr(store, "channel", None)
+    return channel if isinstance(channel, str) else f"asgi_jwt_session:{store.table_name}"[:63]
 
 
 class PostgresVersionFeed(ConnectedFeed):
