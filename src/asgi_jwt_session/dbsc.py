@@ -46,7 +46,12 @@ from asgi_jwt_session.dbsc_proof import (
     derive_keys,
     verify_proof,
 )
-from asgi_jwt_session.errors import InvalidToken, SessionTooLarge, StoreUnavailable, describe
+from asgi_jwt_session.errors import (
+    InvalidToken,
+    SessionTooLarge,
+    StoreUnavailable,
+    failure,
+)
 from asgi_jwt_session.keys import Keyring
 from asgi_jwt_session.session import Session
 from asgi_jwt_session.store.base import ChallengeStore
@@ -400,8 +405,7 @@ class DeviceBinding:
                 first = await store.use_challenge(
                     challenge, datetime.fromtimestamp(until + leeway, UTC))
         except Exception as exc:  # the database down, or slow
-            reason = f"no answer within {self.store_timeout}s" \
-                if isinstance(exc, TimeoutError) else describe(exc)
+            reason = failure(exc, self.store_timeout)
             if getattr(self.middleware.freshness, "on_store_error", "keep") == "signout":
                 raise Refused(401, f"store unavailable: {reason}") from exc
             logger.warning("DBSC challenge not recorded (it serves once on this process "

@@ -29,6 +29,7 @@ __all__ = [
     "UnknownRole",
     "UnknownUser",
     "describe",
+    "failure",
 ]
 
 
@@ -137,3 +138,9 @@ def describe(exc: BaseException) -> str:
     no message)."""
     message = str(exc)
     return f"{type(exc).__name__}: {message}" if message else repr(exc)
+
+
+def failure(exc: BaseException, timeout: float) -> str:
+    """Why a call given ``timeout`` seconds failed, for a log line or an error: ``no
+    answer within ...`` when it timed out, else :func:`describe`."""
+    return f"no answer within {timeout}s" if isinstance(exc, TimeoutError) else describe(exc)

@@ -43,7 +43,7 @@ from starlette.types import Scope
 
 from asgi_jwt_session.apply import CheckedUser, apply_user
 from asgi_jwt_session.context import get_context
-from asgi_jwt_session.errors import ImpersonationDenied
+from asgi_jwt_session.errors import ImpersonationDenied, failure
 from asgi_jwt_session.guards import check
 from asgi_jwt_session.impersonation import Action, ImpersonationHook, event, notify
 from asgi_jwt_session.session import Actor, Session, get_session, new_session_id, scope_of
@@ -121,11 +121,6 @@ def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def reason(exc: BaseException, timeout: float) -> str:
-    return f"no answer within {timeout}s" if isinstance(exc, TimeoutError) \
-        else (str(exc) or repr(exc))
-
-
 class SessionRegistry:
     """Records each signed-in session in ``store`` (a
     :class:`~asgi_jwt_session.store.SessionStore`, such as
@@ -187,7 +182,7 @@ class SessionRegistry:
             self.failed += 1
             logger.warning("session registry: %s of %r not recorded: %s",
                            "sign-in" if first else "renewal", user.id,
-                           reason(exc, self.timeout))
+                           failure(exc, self.timeout))
             return
         self.recorded += 1
 
@@ -224,7 +219,7 @@ class SessionRegistry:
         except Exception as exc:  # the database down, or slow: the cookie still ends
             self.failed += 1
             logger.warning("session registry: sign-out of %r not recorded, a copy of "
-                           "its cookie stays valid: %s", user_id, reason(exc, self.timeout))
+                           "its cookie stays valid: %s", user_id, failure(exc, self.timeout))
 
     async def acting(self, conn: HTTPConnection | Scope, action: Action,
                      target: str | None = None) -> None:
@@ -245,8 +240,9 @@ class SessionRegistry:
         now = time.time()
         auth_time = session.auth_time if session.auth_time is not None else int(now)
         context = get_context(scope)
-        lifetime = context.config.lifetime(session.remember) if context is not None else 0
         expires_at = session.expires_at if session.expires_at is not None else int(now)
+        # The absolute lifetime's end (impersonations are never recorded: no caps here).
+        ends_at = context.ends_at(session, int(now)) if context is not None else expires_at
         if session.cnf is not None and context is not None:  # DBSC: refreshed until then
             expires_at = max(expires_at, context.expires_for(session, int(now), bound=False))
         user_agent = client = None
@@ -256,7 +252,7 @@ class SessionRegistry:
             # Sign-in to the millisecond where known: the cap ends sessions by it.
             id=jti, user_id=user_id, renewed_at=utc(now),
             created_at=utc(auth_time if session.auth_ms is None else session.auth_ms / 1000),
-            expires_at=utc(expires_at), ends_at=utc(max(auth_time + lifetime, expires_at)),
+            expires_at=utc(expires_at), ends_at=utc(max(ends_at, expires_at)),
             user_agent=clean(user_agent, MAX_USER_AGENT), client=clean(client, MAX_CLIENT),
             device_bound=session.cnf is not None,
         )

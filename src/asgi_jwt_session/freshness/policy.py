@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from asgi_jwt_session.apply import CheckedUser, apply_actor, apply_user
-from asgi_jwt_session.errors import StoreUnavailable, describe
+from asgi_jwt_session.errors import StoreUnavailable, failure
 from asgi_jwt_session.freshness.feed import DEFAULT_MAX_AGE, Feed, VersionFeed
 from asgi_jwt_session.freshness.flight import SingleFlight
 from asgi_jwt_session.session import Actor, Session
@@ -306,8 +306,7 @@ class Freshness:
 
     def failed(self, exc: BaseException) -> None:
         if self.failed_at is None:  # logged once per outage
-            reason = (f"no answer within {self.timeout}s" if isinstance(exc, TimeoutError)
-                      else describe(exc))
+            reason = failure(exc, self.timeout)
             probing = (f"probing every {self.retry_after}s" if self.retry_after
                        else "probing with the next request that needs a check")
             logger.warning("role store unreachable, %s sessions that need a check; %s: %s",

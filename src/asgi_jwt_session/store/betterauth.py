@@ -14,7 +14,6 @@ makes reaches every process within a second: see :data:`NOTIFY_TRIGGER`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,30 +23,25 @@ from typing import Any
 from databases import Database
 
 from asgi_jwt_session.store.base import StoredSession
-from asgi_jwt_session.store.databases import unavailable_as_store_error
+from asgi_jwt_session.store.databases import as_utc, identifier, unavailable_as_store_error
 
 __all__ = ["NOTIFY_CHANNEL", "BetterAuthRow", "BetterAuthTables", "notify_trigger_sql"]
 
 NOTIFY_CHANNEL = "better_auth_changes"
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def quoted(name: str) -> str:
-    if not IDENTIFIER.fullmatch(name):
-        raise ValueError(f"not a plain SQL identifier: {name!r}")
-    return f'"{name}"'
+    return f'"{identifier(name)}"'
 
 
 def utc(value: Any) -> datetime | None:
-    """A timestamp column as an aware datetime (naive means UTC; SQLite gives text)."""
+    """A timestamp column as an aware UTC datetime (naive means UTC; SQLite gives text,
+    or epoch milliseconds)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, int | float):  # SQLite dates as epoch milliseconds
-        value = datetime.fromtimestamp(value / 1000, UTC)
-    when: datetime = value
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return as_utc(value)
 
 
 @dataclass(frozen=True, slots=True)

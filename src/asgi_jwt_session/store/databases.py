@@ -140,13 +140,15 @@ def holds(value: str, postgres: bool) -> bool:
     return not (postgres and "\x00" in value)
 
 
-def _identifier(name: str) -> str:
+def identifier(name: str) -> str:
+    """``name``, refused (``ValueError``) unless it is a plain SQL identifier."""
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 
 
-def _utc(value: Any) -> datetime:
+def as_utc(value: Any) -> datetime:
+    """A timestamp column's value as an aware UTC datetime (naive means UTC)."""
     if isinstance(value, str):  # SQLite text that no type processor parsed
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
@@ -287,14 +289,14 @@ class RoleStore:
         for logical, actual in columns.items():
             if actual is None and logical not in OPTIONAL_COLUMNS:
                 raise ValueError(f"column {logical!r} is required")
-            names[logical] = None if actual is None else _identifier(actual)
+            names[logical] = None if actual is None else identifier(actual)
         used = [actual for actual in names.values() if actual is not None]
         if len(set(used)) != len(used):
             raise ValueError(f"two logical columns map onto one column: {names}")
 
         schema, _, table_name = name.rpartition(".")
         table = sa.Table(
-            _identifier(table_name),
+            identifier(table_name),
             sa.MetaData(),
             sa.Column(names["id"], sa.Text, primary_key=True, key="id"),
             sa.Column(names["role"], sa.Text, nullable=False, key="role"),
@@ -302,7 +304,7 @@ class RoleStore:
                       server_default=sa.text("1"), key="session_version"),
             sa.Column(names["updated_at"], sa.DateTime(timezone=True), nullable=False,
                       index=True, key="updated_at"),
-            schema=_identifier(schema) if schema else None,
+            schema=identifier(schema) if schema else None,
         )
         if names["email"] is not None:
             table.append_column(
@@ -323,9 +325,9 @@ class RoleStore:
     @staticmethod
     def _make_sessions_table(name: str, users: sa.Table) -> sa.Table:
         time = sa.DateTime(timezone=True)
-        prefix = _identifier(name)[:40]
+        prefix = identifier(name)[:40]
         return sa.Table(
-            _identifier(name),
+            identifier(name),
             users.metadata,
             sa.Column("id", sa.Text, primary_key=True),
             sa.Column("user_id", sa.Text, nullable=False, index=True),
@@ -346,7 +348,7 @@ class RoleStore:
 
     @staticmethod
     def _make_challenges_table(sessions: str, users: sa.Table) -> sa.Table:
-        name = _identifier(sessions)[:40] + "_dbsc"  # its index name fits 63 too
+        name = identifier(sessions)[:40] + "_dbsc"  # its index name fits 63 too
         return sa.Table(
             name,
             users.metadata,
@@ -535,18 +537,18 @@ class RoleStore:
             email=values.get("email"),
             role=values["role"],
             session_version=int(values["session_version"]),
-            updated_at=_utc(values["updated_at"]),
+            updated_at=as_utc(values["updated_at"]),
             disabled=bool(values.get("disabled", False)),
-            revoked_at=None if values.get("revoked_at") is None else _utc(values["revoked_at"]),
+            revoked_at=None if values.get("revoked_at") is None else as_utc(values["revoked_at"]),
             revoked_sessions=frozenset(revoked.split()) if revoked else frozenset(),
         )
 
     def _session(self, row: Any) -> StoredSession:
         return StoredSession(
-            id=row["id"], user_id=row["user_id"], created_at=_utc(row["created_at"]),
-            renewed_at=_utc(row["renewed_at"]), expires_at=_utc(row["expires_at"]),
-            ends_at=_utc(row["ends_at"]), user_agent=row["user_agent"], client=row["client"],
-            revoked_at=None if row["revoked_at"] is None else _utc(row["revoked_at"]),
+            id=row["id"], user_id=row["user_id"], created_at=as_utc(row["created_at"]),
+            renewed_at=as_utc(row["renewed_at"]), expires_at=as_utc(row["expires_at"]),
+            ends_at=as_utc(row["ends_at"]), user_agent=row["user_agent"], client=row["client"],
+            revoked_at=None if row["revoked_at"] is None else as_utc(row["revoked_at"]),
             device_bound=bool(row["device_bound"]),
         )
 
@@ -817,7 +819,7 @@ class RoleStore:
             return None
         # A microsecond more keeps revalidation's float comparison of a sign-in time
         # in milliseconds on the side of ending them.
-        until = _utc(row[0]) + timedelta(microseconds=1)
+        until = as_utc(row[0]) + timedelta(microseconds=1)
         await self._execute(sessions.update()
                             .where(s.user_id == user_id, s.revoked_at.is_(None),
                                    s.created_at <= self._time(until))
