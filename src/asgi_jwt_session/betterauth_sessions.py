@@ -23,7 +23,6 @@ import base64
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from urllib.parse import unquote
 import anyio
 
 from asgi_jwt_session.betterauth import BETTER_AUTH_ROLES, session_role
-from asgi_jwt_session.codec import Decoded
+from asgi_jwt_session.codec import Decoded, LRUCache
 from asgi_jwt_session.context import SCOPE_KEY
 from asgi_jwt_session.errors import InvalidToken, StoreUnavailable
 from asgi_jwt_session.freshness.flight import SingleFlight
@@ -116,11 +115,10 @@ class BetterAuthSessions:
         self.cache_for = cache_for
         self.on_store_error = on_store_error
         self.timeout = timeout
-        self.memo_size = memo_size
         self.default_role = default_role
         self.impersonator_role = impersonator_role
         self.roles = roles
-        self.memo: OrderedDict[str, Loaded] = OrderedDict()  # by session id, or "t:" token
+        self.memo: LRUCache[str, Loaded] = LRUCache(memo_size)  # by session id, or "t:" token
         self.flight: SingleFlight[Loaded] = SingleFlight(self.load)
 
     @property
@@ -222,11 +220,8 @@ class BetterAuthSessions:
             else:
                 row = await self.tables.session(session_id=key)
         loaded = Loaded(row, now, ms)
-        memo = self.memo
-        memo[key] = loaded
-        memo.move_to_end(key)
-        while len(memo) > self.memo_size:
-            memo.popitem(last=False)
+        self.memo.pop(key, None)  # a reload is the newest entry
+        self.memo.store(key, loaded)
         return loaded
 
     # -- the session_token path -----------------------------------------------------------
