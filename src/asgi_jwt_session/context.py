@@ -71,9 +71,9 @@ class DeviceBindingHook(Protocol):
         """Headers a response adds as it writes the session cookie (``lines``): ``jti``
         and ``decoded`` are the session id and token the request came with."""
 
-    @property
-    def register_existing(self) -> bool:
-        """Whether :meth:`offer_existing` is called on every http response."""
+    def may_offer(self, scope: Scope, session: Session) -> bool:
+        """Whether a response to this http request of ``session`` (as it came) may offer
+        to bind it (:meth:`offer_existing`): asked before the app runs."""
 
     def offer_existing(self, scope: Scope, session: Session, jti: str | None
                        ) -> tuple[bytes, bytes] | None:

@@ -251,13 +251,19 @@ class DeviceBinding:
                        {"path": self.registration_path, "challenge": challenge})]
         return REGISTRATION, http_sf.ser(offer).encode("ascii")
 
+    def may_offer(self, scope: Scope, session: Session) -> bool:
+        """``register_existing``: whether this https request's session, signed in and
+        unbound, has not been offered a registration in this process yet."""
+        return (self.register_existing and scope.get("scheme") == "https"
+                and session.user is not None and session.jti is not None
+                and session.cnf is None and session.jti not in self.offered)
+
     def offer_existing(self, scope: Scope, session: Session, jti: str | None
                        ) -> tuple[bytes, bytes] | None:
         """``register_existing``: the registration header for a session signed in
         before, unbound, on its first response over https in this process (``None``
         otherwise: a sign-in is offered by :meth:`response_headers`)."""
-        if scope.get("scheme") != "https" or session.user is None or jti is None \
-                or session.jti != jti or session.cnf is not None:
+        if jti is None or session.jti != jti or not self.may_offer(scope, session):
             return None
         offered = self.offered
         if jti in offered:

@@ -210,7 +210,7 @@ class JWTSessionMiddleware:
         # Work the response may need whatever the app does: renew, expire a bad cookie,
         # offer DBSC's binding to a session signed in before (register_existing).
         pending = renew or (was_empty and bool(carried)) or (
-            binding is not None and binding.register_existing and kind == "http")
+            binding is not None and kind == "http" and binding.may_offer(scope, session))
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -251,7 +251,7 @@ class JWTSessionMiddleware:
             headers = message["headers"] = list(message.get("headers", ()))
             add_vary_cookie(headers)
         binding = self.binding
-        if binding is not None and binding.register_existing and scope["type"] == "http":
+        if binding is not None and scope["type"] == "http":
             # DBSC's register_existing: a session signed in before may be offered binding.
             offer = binding.offer_existing(scope, session, jti)
             if offer is not None:
