@@ -67,9 +67,11 @@ ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "typ", "cty"})
 # Per content encryption: base64url lengths of the IV and the tag in a compact token.
 ENC_SHAPES = {"A256GCM": (16, 22), "A256CBC-HS512": (22, 43)}
 MAX_HEADER_SEGMENT = 1024
-# base64url to standard base64, for binascii; and the padding each length needs (a
-# length of 1 mod 4 gets one "=", which binascii refuses: no base64 has that length).
-STANDARD = bytes.maketrans(b"-_", b"+/")
+# base64url to standard base64, for binascii's strict decode; and the padding each
+# length needs (a length of 1 mod 4 gets one "=", which binascii refuses: no base64 has
+# that length). "+", "/" and "=" would pass as standard base64, but unpadded base64url
+# has none: they become "!", which the strict decode refuses.
+STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
 PADDING = (b"", b"=", b"==", b"=")
 NOT_COMPACT = "token is not a compact JWE (five base64url parts)"
 
@@ -337,8 +339,7 @@ class Codec:
             raise InvalidToken("token is too large or not text")
         if self.parse is not None:  # a wire whose tokens are not compact JWEs
             return self.parse(token)
-        # "+", "/" and "=" would pass as standard base64 below: unpadded base64url has none.
-        if not token.isascii() or "+" in token or "/" in token or "=" in token:
+        if not token.isascii():
             raise InvalidToken(NOT_COMPACT)
         parts = token.encode("ascii").translate(STANDARD).split(b".")
         if len(parts) != 5:

@@ -27,6 +27,7 @@ BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
 # Only spaces and tabs surround a cookie (RFC 6265 OWS); str.strip() would also drop
 # control and non-ASCII bytes (\x1c-\x1f, \x85, \xa0) and so accept a mangled token.
 OWS = " \t"
+SPACE = ord(" ")
 TOO_MANY = 10**6  # a chunk index no cookie of ours reaches
 
 
@@ -53,21 +54,31 @@ def chunk_index(cookie_name: str, prefix: str) -> int | None:
     return int(index) if len(index) <= 6 else TOO_MANY
 
 
-def single_cookie(raw: bytes, needle: bytes) -> str | None:
+def single_cookie(raw: bytes, needle: bytes, start: int = -1) -> str | None:
     """The value of cookie ``needle`` in one Cookie header, when it is there once, as a
     plain ``name=value`` pair and with no chunk names beside it (the common case, read
-    without splitting the header); ``None`` when the full parse must decide."""
-    if raw.count(needle) != 1:
-        return None  # absent, or there again (a chunk, a duplicate, inside a value)
-    start = raw.find(needle)
+    without splitting the header); ``None`` when the full parse must decide. ``start``:
+    where ``needle`` first occurs, when the caller found it already."""
+    # find(), not "in": a bytes "in" tries the operand as an int first, and pays for
+    # the error it raises and drops.
+    if start < 0:
+        start = raw.find(needle)
+    if start < 0:
+        return None
     # The pair's start: the header's, or after a ";" and spaces or tabs.
-    if start and raw[:start].rstrip(b" \t")[-1:] not in (b"", b";"):
+    if start and not (raw[start - 1] == SPACE and raw[start - 2:start - 1] == b";") and (
+            raw[:start].rstrip(b" \t")[-1:] not in (b"", b";")):
         return None  # inside another cookie's name or value
     equals = start + len(needle)
     if raw[equals:equals + 1] != b"=":
         return None  # "name =value", or a longer name
     end = raw.find(b";", equals)
-    value = raw[equals + 1:] if end < 0 else raw[equals + 1:end]
+    if end < 0:
+        value = raw[equals + 1:]
+    elif raw.find(needle, end) >= 0:
+        return None  # there again after its value: a chunk, a duplicate
+    else:
+        value = raw[equals + 1:end]
     return value.decode("latin-1").strip(OWS)
 
 
@@ -96,7 +107,7 @@ def read_cookie_chunks(
     a request carries, ``carried`` has at most ``max_chunks + 1`` names.
     """
     needle = name.encode("latin-1")
-    carrying = [raw for key, raw in headers if key == b"cookie" and needle in raw]
+    carrying = [raw for key, raw in headers if key == b"cookie" and raw.find(needle) >= 0]
     if not carrying:
         return CookieRead(None, [])
     if len(carrying) == 1:

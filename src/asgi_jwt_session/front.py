@@ -79,8 +79,9 @@ class FrontCache(LRUCache[bytes, Seen]):
         """Read the session cookie from the one Cookie header a request has (no cache):
         a plain ``name=value`` by the fast scan, anything else by the full parse."""
         for name, codec, needle in self.cookies:
-            if needle in cookie:
-                value = single_cookie(cookie, needle)
+            start = cookie.find(needle)
+            if start >= 0:
+                value = single_cookie(cookie, needle, start)
                 if value is None:  # chunks, a duplicate, the name inside another cookie
                     return self.scan(((b"cookie", cookie),))
                 return Seen(name, codec, plain_read(name, value))

@@ -7,7 +7,7 @@ import logging
 import time
 
 import orjson
-from starlette.types import Scope
+from starlette.types import Message, Scope
 
 from asgi_jwt_session.codec import Codec, Decoded
 from asgi_jwt_session.config import SessionConfig
@@ -16,7 +16,7 @@ from asgi_jwt_session.cookies import CookieWriter
 from asgi_jwt_session.errors import SessionTooLarge
 from asgi_jwt_session.session import Session
 
-__all__ = ["CookieIssuer", "add_vary_cookie", "changed_content", "cookie_writer"]
+__all__ = ["CookieIssuer", "changed_content", "cookie_writer", "vary_on_cookie"]
 
 logger = logging.getLogger("asgi_jwt_session")
 
@@ -32,15 +32,21 @@ def cookie_writer(config: SessionConfig, name: str, chunk_size: int | None = Non
                         chunk_size=chunk_size)
 
 
-def add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    """Add ``Cookie`` to the response's ``Vary`` header (once). A header pair may be
-    any two-item iterable the ASGI spec allows (a tuple or a list)."""
-    for index, (name, value) in enumerate(headers):
-        if len(name) == 4 and name.lower() == b"vary":
-            if b"cookie" not in value.lower() and value.strip() != b"*":
-                headers[index] = (name, value + b", Cookie")
-            return
+def vary_on_cookie(message: Message) -> list[tuple[bytes, bytes]]:
+    """Give the response start ``message`` its own copy of its headers (``headers`` is
+    optional in ``websocket.accept``, and may be any iterable), with ``Cookie`` in its
+    ``Vary`` header (once); return that list, for more headers to go in. A header pair
+    may be any two-item iterable the ASGI spec allows (a tuple or a list)."""
+    headers = message["headers"] = list(message.get("headers", ()))
+    for name, _ in headers:
+        if len(name) == 4 and name.lower() == b"vary":  # rare: the app set Vary itself
+            for index, (name, value) in enumerate(headers):
+                if len(name) == 4 and name.lower() == b"vary":
+                    if value.lower().find(b"cookie") < 0 and value.strip() != b"*":
+                        headers[index] = (name, value + b", Cookie")
+                    return headers
     headers.append(VARY_COOKIE)
+    return headers
 
 
 class CookieIssuer:

@@ -15,7 +15,7 @@ from asgi_jwt_session.context import SCOPE_KEY, DeviceBindingHook, FreshnessHook
 from asgi_jwt_session.cookies import CookieWriter
 from asgi_jwt_session.errors import AuthError, InvalidToken
 from asgi_jwt_session.front import FRONT_SIZE, FrontCache, Seen
-from asgi_jwt_session.issuing import CookieIssuer, add_vary_cookie, cookie_writer
+from asgi_jwt_session.issuing import CookieIssuer, cookie_writer, vary_on_cookie
 from asgi_jwt_session.keys import SecretKey
 from asgi_jwt_session.responses import HeldServerErrors, auth_error_response
 from asgi_jwt_session.roles import RoleHierarchy
@@ -220,8 +220,7 @@ class JWTSessionMiddleware:
                 if pending or session.modified or scope.get("session") is not session:
                     await self.response_starts(message, scope, opened)
                 elif session.accessed:  # unchanged: no cookie to write, but it was read
-                    headers = message["headers"] = list(message.get("headers", ()))
-                    add_vary_cookie(headers)
+                    vary_on_cookie(message)
             await send(message)
 
         try:
@@ -248,16 +247,13 @@ class JWTSessionMiddleware:
             await self.start_response(message, session, scope, name, carried, renew,
                                       was_empty, decoded, jti)
         elif session.accessed:  # unchanged, nothing pending: no cookie to write
-            headers = message["headers"] = list(message.get("headers", ()))
-            add_vary_cookie(headers)
+            vary_on_cookie(message)
         binding = self.binding
         if binding is not None and scope["type"] == "http":
             # DBSC's register_existing: a session signed in before may be offered binding.
             offer = binding.offer_existing(scope, session, jti)
             if offer is not None:
-                headers = message["headers"] = list(message.get("headers", ()))
-                add_vary_cookie(headers)
-                headers.append(offer)
+                vary_on_cookie(message).append(offer)
 
     async def start_response(self, message: Message, session: Session, scope: Scope,
                              name: str, carried: list[str], renew: bool, was_empty: bool,
@@ -272,9 +268,7 @@ class JWTSessionMiddleware:
         added = (self.binding.response_headers(scope, session, jti, decoded, lines)
                  if self.binding is not None else ())
         if lines or session.accessed or added:
-            # "headers" is optional in websocket.accept, and may be any iterable.
-            headers = message["headers"] = list(message.get("headers", ()))
-            add_vary_cookie(headers)  # a Set-Cookie is per user: never share it
+            headers = vary_on_cookie(message)  # a Set-Cookie is per user: never share it
             headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
             headers.extend(added)
 
