@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from asgi_jwt_session import Role, Session, auth, login, logout
+from asgi_jwt_session.session import SessionUser
 from tests.conftest import Clock, make_app, set_cookies, sign_in
 
 Client = Callable[..., TestClient]
@@ -217,3 +218,23 @@ def test_logout_on_a_websocket_is_refused(client_for: Client) -> None:
     with client.websocket_connect("/ws-logout") as websocket:
         assert websocket.receive_json() == {"user": "alice"}  # the session is untouched
     assert client.get("/me").json()["id"] == "alice"
+
+
+def test_a_user_built_from_json_is_a_read_only_session_user() -> None:
+    user = SessionUser.from_json("alice", "ADMIN", b'{"email":"a@example.com"}')
+    assert type(user) is SessionUser
+    assert (user.id, user.role, user.claims) == ("alice", "ADMIN", {"email": "a@example.com"})
+    assert user == SessionUser("alice", "ADMIN", {"email": "a@example.com"})
+    for name in ("id", "role", "claims_json", "actor", "other"):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(user, name, "mallory")
+    assert user.id == "alice"
+
+    class Member(SessionUser):
+        __slots__ = ()
+
+    member = Member.from_json("bob", "USER", None, actor=user)
+    assert type(member) is Member
+    assert (member.id, member.role, member.claims, member.actor) == ("bob", "USER", {}, user)
+    with pytest.raises(AttributeError, match="read-only"):
+        member.role = "ADMIN"

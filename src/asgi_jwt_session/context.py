@@ -119,7 +119,8 @@ class SessionContext:
         when it has no sign-in time), and for an impersonation ``impersonation_lifetime``
         from its start and the impersonator's own absolute lifetime."""
         config = self.config
-        lifetime = config.lifetime(session.remember)
+        # (config.lifetime(), without the call for a remembered sign-in: the first-sight path.)
+        lifetime = config.max_lifetime if session.remember else config.lifetime(False)
         auth_time = session.auth_time if session.auth_time is not None else now
         ends_at = auth_time + lifetime
         actor = session.actor

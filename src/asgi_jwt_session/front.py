@@ -84,7 +84,9 @@ class FrontCache(LRUCache[bytes, Seen]):
                 value = single_cookie(cookie, needle, start)
                 if value is None:  # chunks, a duplicate, the name inside another cookie
                     return self.scan(((b"cookie", cookie),))
-                return Seen(name, codec, plain_read(name, value))
+                # What a request carried of cookie ``name`` sent once, whole (the
+                # NamedTuple by tuple.__new__, without its Python-level __new__).
+                return Seen(name, codec, tuple.__new__(CookieRead, (value or None, [name], 0)))
         return self.no_cookie
 
     def scan(self, headers: Iterable[tuple[bytes, bytes]]) -> Seen:
@@ -95,8 +97,3 @@ class FrontCache(LRUCache[bytes, Seen]):
                 return Seen(name, codec, read)
         return self.no_cookie
 
-
-def plain_read(name: str, value: str) -> CookieRead:
-    """What a request carried of cookie ``name`` sent once, whole, as ``value``."""
-    # tuple.__new__: the NamedTuple without its Python-level __new__.
-    return tuple.__new__(CookieRead, (value or None, [name], 0))

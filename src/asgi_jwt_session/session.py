@@ -49,12 +49,21 @@ class SessionUser:
     def from_json(cls, id: str, role: str, claims_json: bytes | None, *,
                   actor: SessionUser | None = None) -> SessionUser:
         """A user whose extra claims are already JSON (a JSON object, or ``None``)."""
-        user = cls.__new__(cls)
-        set_id(user, id)  # the slots' own setters: no attribute lookup by name
-        set_role(user, role)
-        set_claims_json(user, claims_json)
-        set_actor(user, actor)
-        return user
+        if cls is not SessionUser:  # a subclass: through the read-only slots' setters
+            user = cls.__new__(cls)
+            for name, value in (("id", id), ("role", role), ("claims_json", claims_json),
+                                ("actor", actor)):
+                object.__setattr__(user, name, value)
+            return user
+        # The first-sight path: filled as a Filling (the same slots, no read-only guard:
+        # a plain store each, not a call each), then made a SessionUser.
+        filling = new_object(Filling)
+        filling.id = id
+        filling.role = role
+        filling.claims_json = claims_json
+        filling.actor = actor
+        filling.__class__ = SessionUser  # type: ignore[assignment]
+        return filling  # type: ignore[return-value]  # a SessionUser now
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("SessionUser is read-only")
@@ -86,9 +95,19 @@ class SessionUser:
                 f"claims={self.claims!r}{actor})")
 
 
-# SessionUser.from_json sets the read-only slots through their descriptors.
-set_id, set_role, set_claims_json, set_actor = (
-    SessionUser.__dict__[name].__set__ for name in ("id", "role", "claims_json", "actor"))
+class Filling:
+    """A :class:`SessionUser` being built by ``SessionUser.from_json``: the same slots
+    (so it may take that class once filled), without the read-only guard."""
+
+    __slots__ = SessionUser.__slots__
+
+    id: str
+    role: str
+    claims_json: bytes | None
+    actor: SessionUser | None
+
+
+new_object = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +449,9 @@ class Session(dict[str, Any]):
         return f"Session({dict.__repr__(self)}, user={self.user!r})"
 
 
+NOT_INSTALLED = "JWTSessionMiddleware must be installed to use sessions"
+
+
 def scope_of(conn: HTTPConnection | Scope) -> Scope:
     """The ASGI scope of a request or websocket, any framework's (its ``scope``), or the
     scope itself."""
@@ -442,7 +464,7 @@ def get_session(conn: HTTPConnection | Scope) -> Session:
     scope: Scope | None = getattr(conn, "scope", None)
     session = (conn if scope is None else scope).get("session")
     if not isinstance(session, Session):
-        raise RuntimeError("JWTSessionMiddleware must be installed to use sessions")
+        raise RuntimeError(NOT_INSTALLED)
     return session
 
 
@@ -498,7 +520,11 @@ def auth(conn: HTTPConnection | Scope) -> SignedIn | None:
     the cookie and gets ``Vary: Cookie``. In FastAPI, ``Depends(auth)`` is the session
     or ``None`` (as ``OptionalSession`` of :mod:`asgi_jwt_session.dependencies`).
     """
-    session = get_session(conn)
+    # get_session, inline: most routes call this.
+    scope: Scope | None = getattr(conn, "scope", None)
+    session = (conn if scope is None else scope).get("session")
+    if not isinstance(session, Session):
+        raise RuntimeError(NOT_INSTALLED)
     session.accessed = True
     if session.user is None:
         return None
