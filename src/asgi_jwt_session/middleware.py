@@ -29,6 +29,7 @@ __all__ = ["JWTSessionMiddleware"]
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
+new_object = object.__new__
 START = frozenset({"http.response.start", "websocket.accept"})
 DEFAULT_CONFIG = SessionConfig()
 # The session as the app got it, and what came with it: (session, cookie name, chunk
@@ -203,7 +204,11 @@ class JWTSessionMiddleware:
             signed_in = session.user
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
-        scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
+        # SessionAuth(session, roles) without its __init__ call: every request's path.
+        user = new_object(SessionAuth)
+        user.session = session
+        user.roles = self.roles
+        scope["user"] = scope["auth"] = user
         # What the response's start needs (see response_starts).
         opened = (session, seen.name, carried, renew, was_empty, decoded, session.jti,
                   signed_in, session.actor)
