@@ -27,7 +27,6 @@ BAD_ATTRIBUTE = re.compile(r"[;,\s\x00-\x1f\x7f]")
 # Only spaces and tabs surround a cookie (RFC 6265 OWS); str.strip() would also drop
 # control and non-ASCII bytes (\x1c-\x1f, \x85, \xa0) and so accept a mangled token.
 OWS = " \t"
-SPACE = ord(" ")
 TOO_MANY = 10**6  # a chunk index no cookie of ours reaches
 
 
@@ -66,8 +65,7 @@ def single_cookie(raw: bytes, needle: bytes, start: int = -1) -> str | None:
     if start < 0:
         return None
     # The pair's start: the header's, or after a ";" and spaces or tabs.
-    if start and not (raw[start - 1] == SPACE and raw[start - 2:start - 1] == b";") and (
-            raw[:start].rstrip(b" \t")[-1:] not in (b"", b";")):
+    if start and raw[:start].rstrip(b" \t")[-1:] not in (b"", b";"):
         return None  # inside another cookie's name or value
     equals = start + len(needle)
     if raw[equals:equals + 1] != b"=":

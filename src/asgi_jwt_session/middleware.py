@@ -29,7 +29,6 @@ __all__ = ["JWTSessionMiddleware"]
 logger = logging.getLogger("asgi_jwt_session")
 
 DEFAULT_ROLES = RoleHierarchy()
-new_object = object.__new__
 START = frozenset({"http.response.start", "websocket.accept"})
 DEFAULT_CONFIG = SessionConfig()
 # The session as the app got it, and what came with it: (session, cookie name, chunk
@@ -204,11 +203,7 @@ class JWTSessionMiddleware:
             signed_in = session.user
         scope["session"] = session
         scope[SCOPE_KEY] = self.context
-        # SessionAuth(session, roles) without its __init__ call: every request's path.
-        user = new_object(SessionAuth)
-        user.session = session
-        user.roles = self.roles
-        scope["user"] = scope["auth"] = user
+        scope["user"] = scope["auth"] = SessionAuth(session, self.roles)
         # What the response's start needs (see response_starts).
         opened = (session, seen.name, carried, renew, was_empty, decoded, session.jti,
                   signed_in, session.actor)
