@@ -10,6 +10,8 @@ does in a process that has been serving for a while.
 - ``floor``: a pass-through middleware that wraps ``send`` and adds ``Vary: Cookie``,
   the least any cookie session middleware adds;
 - ``starlette``: Starlette's ``SessionMiddleware``, 1,000 users' cookies in turn;
+- ``least``: the least a warm session can do with this package's ``Session`` and
+  ``request.user`` (see :class:`Least`): not a usable middleware, the bound under ``warm``;
 - ``warm``: this package, the same 1,000 users, every token already cached;
 - ``first-sight``: this package, every request a token never seen, caches full;
 - ``mix``: nine warm requests, then one first-sight request;
@@ -33,10 +35,12 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_jwt_session import JWTSessionMiddleware, auth
+from asgi_jwt_session.session import Session
 from asgi_jwt_session.tokens import TokenCodec
+from asgi_jwt_session.users import SessionAuth
 from benchmarks.bench_server import VaryOnly
 from benchmarks.inprocess import call, discard, receive_empty
 from benchmarks.inprocess import scopes_for as scopes
@@ -45,7 +49,8 @@ SECRET = "benchmark-first-sight-" + "k7Qz" * 8
 USERS = 1000
 CACHE_SIZE = 2048  # the token cache; the front cache holds min(1024, this)
 DATA = {"theme": "dark", "cart": [3, 1, 4], "lang": "en-GB"}
-SCENARIOS = ("none", "floor", "starlette", "warm", "first-sight", "mix", "decrypt-only")
+SCENARIOS = ("none", "floor", "starlette", "least", "warm", "first-sight", "mix",
+             "decrypt-only")
 MIX_EVERY = 10  # one request in ten, in "mix", carries a token never seen
 EXPECTED = b"USER dark en-GB"
 
@@ -75,6 +80,47 @@ def app(route: Callable[[Request], Any], *middleware: Middleware) -> Starlette:
 def jwt_app(cache_size: int = CACHE_SIZE) -> Starlette:
     return app(jwt_route, Middleware(JWTSessionMiddleware, secret_key=SECRET,
                                      cache_size=cache_size))
+
+
+class Least:
+    """The least a warm cookie session can do with this package's parts, the bound
+    under ``warm``: the request's Cookie header looked up as it is in the front cache of
+    ``source``'s JWT middleware (warmed), the :class:`Session` of the token found there,
+    ``request.user``, and ``Vary: Cookie`` on a response that read it. Nothing else: no
+    time check (expiry, renewal), no LRU update, no cookie written when the session
+    changes, no session the app replaces, no guard's error answered, no other cookie
+    layout. Not a middleware to use: what any design pays that builds this ``Session``
+    and ``request.user`` per request."""
+
+    def __init__(self, app: ASGIApp, source: Starlette) -> None:
+        self.app = app
+        self.source = source
+        self.middleware: JWTSessionMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        middleware = self.middleware
+        if middleware is None:  # the source app's, once its stack is built (warm-up)
+            found: Any = self.source.middleware_stack
+            while not isinstance(found, JWTSessionMiddleware):
+                found = found.app
+            middleware = self.middleware = found
+        cookie = b""
+        for key, value in scope["headers"]:
+            if key == b"cookie":
+                cookie = value
+        seen = middleware.front.get(cookie)
+        if seen is None or seen.decoded is None:
+            raise RuntimeError("least: a token its source has not cached")
+        session = Session.from_decoded(seen.decoded, seen.lifetime)
+        scope["session"] = session
+        scope["user"] = scope["auth"] = SessionAuth(session, middleware.roles)
+
+        async def send_vary(message: Message) -> None:
+            if message["type"] == "http.response.start" and session.accessed:
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Cookie")]
+            await send(message)
+
+        await self.app(scope, receive, send_vary)
 
 
 def starlette_cookie(payload: dict[str, Any]) -> str:
@@ -110,11 +156,13 @@ class Scenarios:
                for i in range(requests)]
         turns = [users[i % USERS] for i in range(requests)]
         one = jwt_app() if shared else None
+        warm = one or jwt_app()
         self.apps: dict[str, ASGIApp] = {
             "none": app(fixed),
             "floor": app(fixed, Middleware(VaryOnly)),
             "starlette": app(starlette_route, Middleware(SessionMiddleware, secret_key=SECRET)),
-            "warm": one or jwt_app(),
+            "least": app(jwt_route, Middleware(Least, source=warm)),
+            "warm": warm,
             "first-sight": one or jwt_app(),
             "mix": one or jwt_app(),
             "decrypt-only": jwt_app(cache_size=0),
@@ -122,14 +170,15 @@ class Scenarios:
         self.scopes: dict[str, list[Scope]] = {
             "none": scopes(turns), "floor": scopes(turns),
             "starlette": scopes([signed[i % USERS] for i in range(requests)]),
-            "warm": scopes(turns), "first-sight": scopes(new), "mix": scopes(mix),
-            "decrypt-only": scopes(turns),
+            "least": scopes(turns), "warm": scopes(turns), "first-sight": scopes(new),
+            "mix": scopes(mix), "decrypt-only": scopes(turns),
         }
         # Fillers first, so that the users are the newest entries of both caches.
         self.warmup: dict[str, list[Scope]] = {
             name: scopes(fillers + users) for name in ("warm", "first-sight", "mix")
             if not shared or name == "warm"}
         self.warmup["starlette"] = scopes(signed[:10])
+        self.warmup["least"] = scopes(users[-10:])  # after warm's: its caches are full
         self.warmup["decrypt-only"] = scopes(users[:10])
 
     async def warm_up(self) -> None:

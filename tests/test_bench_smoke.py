@@ -150,12 +150,16 @@ def test_instruction_workload_and_report() -> None:
 
     # Every measured request runs to its end in one step, as valgrind's count needs.
     bench_instructions.workload("mix", 20)
-    counts = {"none": 100, "floor": 110, "starlette": 250, "warm": 130,
+    bench_instructions.workload("least", 20)
+    counts = {"none": 100, "floor": 110, "starlette": 250, "least": 125, "warm": 130,
               "first-sight": 240, "mix": 140, "decrypt-only": 235}
     results = {"requests": 20, "tool": "valgrind", "scenarios": {
         name: {"instructions": value, "over_none": value - 100}
         for name, value in counts.items()},
-        "ratios": {"warm_to_floor": 3.0, "first_sight_to_starlette": 0.93}}
+        "ratios": {"warm_to_floor": 3.0, "least_to_floor": 2.5,
+                   "first_sight_to_starlette": 0.93}}
     table = bench_instructions.markdown(results)
     assert "| first-sight | 240 | 140 | 0.93x |" in table
+    assert "| least | 125 | 25 | 0.17x |" in table
     assert "Warm is 3.00x the floor" in table
+    assert "request.user 2.50x" in table

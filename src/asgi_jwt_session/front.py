@@ -24,7 +24,8 @@ class Seen:
     ``name``, ``codec`` and what was ``read``, and once its token proved valid, the
     token's ``decoded`` entry with the seconds ``quiet_from <= now < quiet_until`` in
     which a request carrying it needs no other check (the token valid, written with
-    the newest key, not due for renewal, within the session's absolute lifetime).
+    the newest key, not due for renewal, within the session's absolute lifetime),
+    floats, as ``time.time()`` is (an int compared with a float costs a conversion).
     ``lifetime`` is the session's, as the middleware derives it from the token."""
 
     __slots__ = ("codec", "decoded", "lifetime", "name", "quiet_from", "quiet_until", "read")
@@ -34,7 +35,7 @@ class Seen:
         self.codec = codec
         self.read = read
         self.decoded: Decoded | None = None
-        self.quiet_from = self.quiet_until = 0
+        self.quiet_from = self.quiet_until = 0.0
         self.lifetime: int | None = None
 
 

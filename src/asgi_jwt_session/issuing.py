@@ -37,7 +37,7 @@ def vary_on_cookie(message: Message) -> list[tuple[bytes, bytes]]:
     optional in ``websocket.accept``, and may be any iterable), with ``Cookie`` in its
     ``Vary`` header (once); return that list, for more headers to go in. A header pair
     may be any two-item iterable the ASGI spec allows (a tuple or a list)."""
-    headers = message["headers"] = list(message.get("headers", ()))
+    headers = message["headers"] = [*message.get("headers", ())]  # (no list() call)
     for name, _ in headers:
         if len(name) == 4 and name.lower() == b"vary":  # rare: the app set Vary itself
             for index, (name, value) in enumerate(headers):

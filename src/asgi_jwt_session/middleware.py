@@ -309,8 +309,9 @@ class JWTSessionMiddleware:
                     nbf, iat = decoded.nbf, decoded.iat
                     start = iat if nbf is None else nbf if iat is None or iat < nbf else iat
                     # Set before decoded: a thread that sees decoded sees these too.
-                    seen.quiet_from = start - config.leeway if start is not None else 0
-                    seen.quiet_until = until + 1
+                    # Floats, as time.time() is (an int compared with a float is converted).
+                    seen.quiet_from = start - config.leeway + 0.0 if start is not None else 0.0
+                    seen.quiet_until = until + 1.0
                     seen.lifetime = session.lifetime
                     seen.decoded = decoded
             except InvalidToken as exc:
