@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import random
+
+from jwcrypto.common import JWSEHeaderParameter
 
 from asgi_jwt_session.codec import b64url_decode, b64url_encode
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# What jwcrypto must know to write a token whose "crit" names "exp" (from 1.6.2 on it
+# refuses to write an unknown critical header); its readers here are not told.
+WRITES_CRIT_EXP = {"exp": JWSEHeaderParameter("Expiration time", False, True, None)}
+
+
+def lenient_b64url(segment: str) -> bytes:
+    """``segment``'s bytes as a lenient base64url reader takes them: padding optional,
+    the bits a last character leaves over ignored (this package refuses such spellings,
+    as jwcrypto does from 1.6.2 on)."""
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def flip_bit(segment: str, rng: random.Random) -> str:

@@ -25,7 +25,7 @@ from asgi_jwt_session.authjs import (
 )
 from asgi_jwt_session.codec import Compact, b64url_encode
 from asgi_jwt_session.errors import InvalidToken, UnknownKey
-from tests.tampering import ALPHABET, flipped
+from tests.tampering import ALPHABET, WRITES_CRIT_EXP, flipped
 
 SECRET = "authjs-equivalence-secret-" + "s" * 32
 OLD_SECRET = "authjs-equivalence-old-" + "o" * 32  # rotated out, still read
@@ -73,7 +73,7 @@ def outcome(codec: AuthJSCodec, token: str, reference: bool) -> Outcome:
 def encrypt(key: jwk.JWK, header: dict[str, Any] | str, plaintext: bytes) -> str:
     """A token jwcrypto writes (``header`` as given when it is already JSON text)."""
     protected = header if isinstance(header, str) else orjson.dumps(header).decode()
-    token = jwe.JWE(plaintext, protected=protected)
+    token = jwe.JWE(plaintext, protected=protected, header_registry=WRITES_CRIT_EXP)
     token.allowed_algs = ALLOWED_ALGS
     token.add_recipient(key)
     return str(token.serialize(compact=True))

@@ -11,7 +11,7 @@ from jwcrypto import jwe
 
 from asgi_jwt_session.errors import InvalidToken
 from asgi_jwt_session.tokens import TokenCodec
-from tests.tampering import ALPHABET, flipped
+from tests.tampering import ALPHABET, WRITES_CRIT_EXP, flipped
 
 SECRET = "equivalence-secret-" + "e" * 32
 OTHER = "equivalence-other-" + "o" * 32
@@ -43,7 +43,8 @@ def cryptography_path(codec: TokenCodec, token: str) -> bytes | None:
 
 
 def encrypt(key: Any, header: dict[str, Any], plaintext: bytes) -> str:
-    token = jwe.JWE(plaintext, protected=orjson.dumps(header).decode())
+    token = jwe.JWE(plaintext, protected=orjson.dumps(header).decode(),
+                    header_registry=WRITES_CRIT_EXP)
     token.add_recipient(key)
     return str(token.serialize(compact=True))
 
