@@ -38,8 +38,10 @@ def vary_on_cookie(message: Message) -> list[tuple[bytes, bytes]]:
     ``Vary`` header (once); return that list, for more headers to go in. A header pair
     may be any two-item iterable the ASGI spec allows (a tuple or a list)."""
     headers = message["headers"] = [*message.get("headers", ())]  # (no list() call)
+    # Looked for without enumerate(), which every response would pay for; found (rare:
+    # the app set Vary itself), it is looked for again with its index.
     for name, _ in headers:
-        if len(name) == 4 and name.lower() == b"vary":  # rare: the app set Vary itself
+        if len(name) == 4 and name.lower() == b"vary":
             for index, (name, value) in enumerate(headers):
                 if len(name) == 4 and name.lower() == b"vary":
                     if value.lower().find(b"cookie") < 0 and value.strip() != b"*":
